@@ -1,0 +1,54 @@
+"""What every registered datamodule offers the rest of the workbench.
+
+A datamodule is built from one options dataclass (its `Options`), so the whole data config of a run is one
+flat, printable, savable record. After `setup()` it reports the shapes a model needs (`spec`), a content
+`fingerprint()`, and its fitted preprocessing through `state_dict()` so predict and reproduce can reuse it.
+"""
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import lightning.pytorch as pl
+
+
+@dataclass
+class DataOptions:
+    """Options every dataset has.
+
+    Args:
+        root: data folder; default $STW_DATA_DIR, else ./data.
+        batch_size: windows or items per batch.
+        download: fetch missing files from the dataset's public source (checked against sha256).
+    """
+
+    root: str | None = None
+    batch_size: int = 64
+    download: bool = True
+
+
+# Options that say where or how fast data is read, never what the tensors hold: kept out of fingerprints.
+NON_SHAPING_OPTIONS = frozenset({"root", "batch_size", "download"})
+
+
+class StwDataModule(pl.LightningDataModule):
+    """Base for registered datamodules. Subclasses set `Options`, `task` and implement `setup`."""
+
+    Options: ClassVar[type[DataOptions]] = DataOptions
+    task: ClassVar[str]  # "forecast" or "classify": which LightningModule trains on it
+
+    def __init__(self, options: DataOptions) -> None:
+        super().__init__()
+        self.options = options
+
+    def shaping_options(self) -> dict[str, Any]:
+        """The options that change the tensors; part of the fingerprint."""
+        return {k: v for k, v in asdict(self.options).items() if k not in NON_SHAPING_OPTIONS}
+
+    def fingerprint(self) -> dict[str, Any]:
+        """sha256 of the raw files plus the shaping options (see datamodules.fingerprint)."""
+        raise NotImplementedError
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """What a model needs to know about the tensors, e.g. n_inputs, n_targets, lookback, horizon."""
+        raise NotImplementedError

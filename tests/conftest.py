@@ -1,0 +1,29 @@
+"""Shared test fixtures: the real data in ../shared/data (or $STW_DATA_DIR) and a throwaway MLflow store."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("STW_DATA_DIR") or REPO.parent / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real datasets; tests read small slices of them and never write there."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"real data not found at {SHARED_DATA}; set STW_DATA_DIR to the shared data folder")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _data_dir_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STW_DATA_DIR", str(SHARED_DATA))
+
+
+@pytest.fixture()
+def tracking_uri(tmp_path: Path) -> str:
+    """A fresh SQLite-backed MLflow store per test, artifacts beside it."""
+    (tmp_path / "mlruns").mkdir()
+    return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
