@@ -1,0 +1,9 @@
+"""Task registry: which LightningModule trains on a dataset of a given task ("forecast", "classify")."""
+
+import lightning.pytorch as pl
+
+from lightning_modules.forecasting import ForecastingModule
+
+TASKS: dict[str, type[pl.LightningModule]] = {"forecast": ForecastingModule}
+
+__all__ = ["TASKS"]

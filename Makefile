@@ -1,0 +1,31 @@
+# Two entry points that work on a fresh machine: `make demo` (the main job) and `make test`.
+# torch is installed first, pinned to the CPU build, so nothing pulls a multi-GB CUDA wheel.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STW := $(VENV)/bin/stw
+
+.PHONY: install demo test test-fast ui clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: install
+	$(STW) sweep
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+ui: install
+	$(STW) ui
+
+clean:
+	rm -rf $(VENV) mlruns/mlflow.db mlruns/artifacts mlruns/optuna.db

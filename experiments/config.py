@@ -1,0 +1,170 @@
+"""One config per run: data, model, task, optim, trainer and seed, checked against the registries.
+
+The parser is built for the chosen dataset and model family, so `stw train --data ett --model lstm --help`
+lists exactly the options that run has, with their docs, and a misspelt key is an error that names the
+valid ones. The resolved config is a plain nested dict: it is saved whole with every run and checkpoint,
+and `config_from_dict` turns it back into the same run.
+"""
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonargparse import ArgumentParser, Namespace
+
+from datamodules import DATASETS, dataset_class
+from lightning_modules import TASKS
+from lightning_modules.families import FAMILIES, resolve_family
+from lightning_modules.optim import OptimConfig
+
+DEFAULT_DATA, DEFAULT_MODEL = "ett", "linear"
+
+
+@dataclass
+class TrainerConfig:
+    """Training loop.
+
+    Args:
+        max_epochs: upper bound on epochs.
+        patience: stop after this many epochs without a better val_loss; 0 turns early stopping off.
+        gradient_clip_val: clip the gradient norm to this value; 0 turns clipping off.
+        limit_train_batches: fraction (float) or count (int) of train batches per epoch, for quick checks.
+        limit_val_batches: fraction or count of val batches per epoch.
+        limit_test_batches: fraction or count of test batches.
+        progress: show Lightning's progress bar.
+        monitor: validation metric that picks the best checkpoint and drives early stopping (and a sweep's objective).
+    """
+
+    max_epochs: int = 10
+    patience: int = 3
+    gradient_clip_val: float = 0.0
+    limit_train_batches: float | int = 1.0
+    limit_val_batches: float | int = 1.0
+    limit_test_batches: float | int = 1.0
+    progress: bool = True
+    monitor: str = "val_loss"
+
+
+MAXIMIZED = ("acc", "f1", "mcc", "auroc", "precision", "recall", "skill")
+
+
+def metric_mode(name: str) -> str:
+    """"max" for scores where higher is better (accuracy, F1, ...), else "min" (losses, errors)."""
+    return "max" if any(word in name for word in MAXIMIZED) else "min"
+
+
+class ConfigError(ValueError):
+    """A run config that cannot be built; the message says which key and what is valid."""
+
+
+def _names(argv: list[str], files: list[dict[str, Any]]) -> tuple[str, str]:
+    """Dataset and family from `--data X`/`--model X`, else from config files, else the defaults."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--data", dest="data")
+    pre.add_argument("--model", dest="model")
+    known, _ = pre.parse_known_args(argv)
+    data, model = known.data, known.model
+    for content in files:
+        data = data or content.get("data", {}).get("name")
+        model = model or content.get("model", {}).get("family")
+    return data or DEFAULT_DATA, model or DEFAULT_MODEL
+
+
+def run_parser(data: str, model: str, prog: str = "stw train") -> ArgumentParser:
+    """The jsonargparse parser for one dataset and one family (aliases set their family's defaults)."""
+    data_cls = dataset_class(data)
+    family, alias_defaults = resolve_family(model)
+    parser = ArgumentParser(prog=prog, exit_on_error=False, default_meta=False,
+                            description="Train one model on one dataset; every run is tracked in MLflow.")
+    parser.add_argument("--config", action="config", help="YAML file with any of the keys below (e.g. a saved config.yaml).")
+    parser.add_argument("--data.name", default=data, choices=sorted(DATASETS), help=f"dataset; registered: {', '.join(sorted(DATASETS))}")
+    parser.add_class_arguments(data_cls.Options, "data")
+    parser.add_argument("--model.family", default=model, help="model family or alias (e.g. lstm = rnn with cell lstm)")
+    parser.add_class_arguments(FAMILIES[family].config, "model")
+    parser.set_defaults({f"model.{k}": v for k, v in alias_defaults.items()})
+    parser.add_class_arguments(TASKS[data_cls.task].Task, "task")
+    parser.add_class_arguments(OptimConfig, "optim")
+    parser.add_class_arguments(TrainerConfig, "trainer")
+    parser.add_argument("--seed", type=int, default=0, help="seeds weights, shuffling and noise; same seed -> same run")
+    return parser
+
+
+def _valid_keys(parser: ArgumentParser) -> list[str]:
+    return sorted(_flatten(parser.get_defaults().as_dict()))
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        elif key != "config":
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def flatten(config: dict[str, Any]) -> dict[str, Any]:
+    """{"model": {"hidden_size": 8}} -> {"model.hidden_size": 8}; used for MLflow params."""
+    return _flatten(config)
+
+
+def _explain(parser: ArgumentParser, error: Exception) -> ConfigError:
+    message = str(error)
+    if re.search(r"unrecognized arguments|does not accept|No action for key|not accept", message):
+        message += "\nvalid keys: " + ", ".join(_valid_keys(parser))
+    return ConfigError(message)
+
+
+def _to_dict(namespace: Namespace) -> dict[str, Any]:
+    config = namespace.as_dict()
+    config.pop("config", None)
+    return config
+
+
+def parse_run_args(argv: list[str], prog: str = "stw train") -> dict[str, Any]:
+    """CLI words -> resolved config. Plain `key=value` words work like `--key=value`."""
+    argv = [f"--{word}" if re.match(r"^[A-Za-z_][\w.]*=", word) else word for word in argv]
+    files = [yaml.safe_load(Path(argv[i + 1]).read_text()) or {} for i, w in enumerate(argv[:-1]) if w == "--config"]
+    data, model = _names(argv, files)
+    parser = run_parser(data, model, prog)
+    argv = _drop_name_options(argv)
+    try:
+        return _to_dict(parser.parse_args(argv))
+    except argparse.ArgumentError as error:
+        raise _explain(parser, error) from None
+
+
+def _drop_name_options(argv: list[str]) -> list[str]:
+    """`--data X`/`--model X` chose the parser; the parser itself sees them as data.name/model.family."""
+    out, skip = [], False
+    for i, word in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if word in ("--data", "--model") and i + 1 < len(argv):
+            out.append(f"{word}.{'name' if word == '--data' else 'family'}={argv[i + 1]}")
+            skip = True
+        elif word.startswith(("--data=", "--model=")):
+            key, value = word.split("=", 1)
+            out.append(f"{key}.{'name' if key == '--data' else 'family'}={value}")
+        else:
+            out.append(word)
+    return out
+
+
+def config_from_dict(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate and complete a (possibly partial) config dict, e.g. a saved config or a sweep trial's."""
+    data = config.get("data", {}).get("name", DEFAULT_DATA)
+    model = config.get("model", {}).get("family", DEFAULT_MODEL)
+    parser = run_parser(data, model)
+    try:
+        return _to_dict(parser.parse_object(config))
+    except argparse.ArgumentError as error:
+        raise _explain(parser, error) from None
+
+
+def dump_config(config: dict[str, Any]) -> str:
+    return yaml.safe_dump(config, sort_keys=False)

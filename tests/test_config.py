@@ -1,0 +1,48 @@
+"""The run config: one validated object built from the registries, CLI words and YAML files."""
+
+import pytest
+import yaml
+
+from experiments.config import ConfigError, config_from_dict, dump_config, flatten, parse_run_args
+
+
+def test_cli_words_and_options_build_one_config():
+    config = parse_run_args(["--data", "ett", "--model", "lstm", "model.hidden_size=16", "--trainer.max_epochs", "2"])
+    assert config["data"]["name"] == "ett"
+    assert config["model"] == {**config["model"], "family": "lstm", "cell": "lstm", "hidden_size": 16}
+    assert config["trainer"]["max_epochs"] == 2
+    assert set(config) == {"data", "model", "task", "optim", "trainer", "seed"}
+
+
+def test_alias_sets_its_family_defaults():
+    assert parse_run_args(["--model", "gru"])["model"]["cell"] == "gru"
+
+
+def test_misspelt_key_names_the_valid_keys():
+    with pytest.raises(ConfigError) as error:
+        parse_run_args(["--model", "lstm", "model.hiden_size=3"])
+    assert "model.hiden_size" in str(error.value)
+    assert "model.hidden_size" in str(error.value.args[0].split("valid keys:")[1])
+
+
+def test_bad_value_is_an_error():
+    with pytest.raises(ConfigError, match="cell"):
+        parse_run_args(["--model", "rnn", "model.cell=transformer"])
+
+
+def test_unknown_family_lists_the_registered_ones():
+    with pytest.raises(ValueError, match="choose one of:.*transformer"):
+        parse_run_args(["--model", "resnet"])
+
+
+def test_saved_config_round_trips(tmp_path):
+    config = parse_run_args(["--data", "ett", "--model", "cnn", "seed=7", "data.lookback=48"])
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_config(config))
+    assert parse_run_args(["--config", str(path)]) == config
+    assert config_from_dict(yaml.safe_load(path.read_text())) == config
+
+
+def test_flatten_makes_dotted_params():
+    flat = flatten(parse_run_args(["--model", "cnn_rnn"]))
+    assert "model.rnn.hidden_size" in flat and "data.lookback" in flat and "seed" in flat

@@ -1,0 +1,70 @@
+"""`stw train` end to end on a small slice of real ETTh1: what a run leaves in MLflow, and determinism."""
+
+import json
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from experiments.cli import main
+from experiments.config import parse_run_args
+from experiments.train import run_training
+
+# A slice of real data and two short epochs keep this fast; the protocol itself is tested in test_ett_data.
+SMALL = ["--data", "ett", "data.lookback=48", "data.horizon=24", "trainer.max_epochs=2",
+         "trainer.limit_train_batches=8", "trainer.limit_val_batches=4", "trainer.limit_test_batches=4"]
+
+pytestmark = pytest.mark.slow
+
+
+def _only_run(client: MlflowClient):
+    runs = client.search_runs([client.get_experiment_by_name("ett").experiment_id])
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_stw_train_leaves_a_complete_mlflow_run(tracking_uri, capsys):
+    assert main(["train", *SMALL, "--model", "lstm", "model.hidden_size=8", "--tracking-uri", tracking_uri, "--quiet"]) == 0
+    client = MlflowClient(tracking_uri)
+    run = _only_run(client)
+    assert run.info.status == "FINISHED"
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert params["model.family"] == "lstm" and params["model.hidden_size"] == "8" and params["data.lookback"] == "48"
+    for name in ("test_mse", "test_mae", "baseline_last_mse", "baseline_seasonal_mse", "baseline_mean_mse",
+                 "skill_vs_naive", "train_loss", "val_loss", "val_mse", "val_mae"):
+        assert name in metrics, name
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2  # one point per epoch
+    assert metrics["skill_vs_naive"] == pytest.approx(1 - metrics["test_mse"] / metrics["baseline_last_mse"])
+    for tag in ("stw.git_commit", "stw.git_dirty", "stw.data_fingerprint", "stw.seed", "stw.command",
+                "stw.version.torch", "stw.version.mlflow"):
+        assert tags.get(tag), tag
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "fingerprint.json", "preprocessing.json", "requirements.txt", "learning_curves.png",
+            "forecast.png", "checkpoints"} <= artifacts
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == ["checkpoints/best.ckpt"]
+    config = yaml.safe_load(open(client.download_artifacts(run.info.run_id, "config.yaml")))
+    assert config["model"]["hidden_size"] == 8 and config["data"]["horizon"] == 24
+    fingerprint = json.load(open(client.download_artifacts(run.info.run_id, "fingerprint.json")))
+    assert fingerprint["digest"] == tags["stw.data_fingerprint"]
+    assert "run " + run.info.run_id in capsys.readouterr().out
+
+
+def test_same_config_twice_gives_identical_test_metrics(tracking_uri):
+    config = parse_run_args([*SMALL, "--model", "transformer", "seed=3"])
+    first = run_training(config, tracking_uri, quiet=True).metrics
+    second = run_training(config, tracking_uri, quiet=True).metrics
+    assert first["test_mse"] == second["test_mse"] and first["test_mae"] == second["test_mae"]
+
+
+def test_a_run_that_fails_is_closed_failed_with_its_error(tracking_uri):
+    config = parse_run_args([*SMALL, "data.lookback=20000"])
+    with pytest.raises(Exception):
+        run_training(config, tracking_uri, quiet=True)
+    run = _only_run(MlflowClient(tracking_uri))
+    assert run.info.status == "FAILED"
+    assert "20000" in run.data.tags["stw.error"] or "lookback" in run.data.tags["stw.error"]
+
+
+def test_bad_key_exits_with_a_message_not_a_traceback(capsys):
+    assert main(["train", "--model", "lstm", "model.hiden=3"]) == 2
+    assert "valid keys" in capsys.readouterr().err
