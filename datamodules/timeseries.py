@@ -1,0 +1,276 @@
+"""What every dated-series datamodule shares: validated CSV reading, a train-only scaler, and windowed splits.
+
+A dataset subclass names its files, turns them into an input frame and a target frame (through a public pure
+function that `stw predict` can reuse) and says which rows each split covers. This base checks the files,
+fits the scaler on the train rows only, scales each split into one float32 tensor and serves stride-1
+windows over it as zero-copy views.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from datamodules.base import DataOptions, StwDataModule
+from datamodules.download import Source, ensure_file
+from datamodules.errors import DataError
+from datamodules.fingerprint import fingerprint
+from datamodules.windows import WindowDataset, batch_loader
+
+
+@dataclass
+class WindowOptions(DataOptions):
+    """Options every windowed series has.
+
+    Args:
+        lookback: input steps per window (L).
+        horizon: target steps per window (H), the steps right after the input steps.
+        seed: seed of the train-batch shuffling.
+    """
+
+    lookback: int = 96
+    horizon: int = 96
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lookback < 1 or self.horizon < 1:
+            raise ValueError(f"lookback and horizon must be at least 1, got {self.lookback} and {self.horizon}")
+
+
+def file_line(row: int) -> int:
+    """The line of a CSV holding data row `row` (0-based): line 1 is the header."""
+    return row + 2
+
+
+def read_text_table(path: Path) -> pd.DataFrame:
+    """Every cell of a CSV as text, so error messages can quote a bad cell exactly as written."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not a readable CSV ({error}); it must be comma-separated text with a header line") from error
+    if table.empty:
+        raise DataError(f"{path}: no data rows below the header; use a file with the series in it")
+    return table
+
+
+def dated_values(table: pd.DataFrame, path: Path, date_column: str, value_columns: Sequence[str]) -> pd.DataFrame:
+    """`value_columns` of a text table as float64, indexed by its strictly increasing `date_column`."""
+    missing = [c for c in (date_column, *value_columns) if c not in table.columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing columns {missing}; found {list(table.columns)}. "
+            f"The header must name {[date_column, *value_columns]}"
+        )
+    dates = parse_dates(table[date_column], path)
+    return pd.DataFrame({c: finite_numbers(table[c], path) for c in value_columns}, index=dates)
+
+
+def parse_dates(texts: pd.Series, path: Path) -> pd.DatetimeIndex:
+    dates = pd.to_datetime(texts, format="ISO8601", errors="coerce")
+    if (unparsable := np.flatnonzero(dates.isna())).size:
+        row = unparsable[0]
+        raise DataError(
+            f"{path}: cannot read the date {texts.iloc[row]!r} in column {texts.name!r} at line {file_line(row)}; "
+            "write dates as ISO 8601, e.g. 2016-07-01 or 2016-07-01 00:00:00"
+        )
+    steps = dates.diff()
+    if (backwards := np.flatnonzero(steps <= pd.Timedelta(0))).size:
+        row = backwards[0]
+        problem = "repeats" if steps.iloc[row] == pd.Timedelta(0) else "comes before"
+        raise DataError(
+            f"{path}: the date {texts.iloc[row]!r} at line {file_line(row)} {problem} the previous row's "
+            f"{texts.iloc[row - 1]!r}; dates must strictly increase: sort the file and remove duplicate rows"
+        )
+    return pd.DatetimeIndex(dates, name=texts.name)
+
+
+def finite_numbers(texts: pd.Series, path: Path) -> np.ndarray:
+    values = pd.to_numeric(texts, errors="coerce").to_numpy(dtype=np.float64)
+    if (bad := np.flatnonzero(~np.isfinite(values))).size:
+        row = bad[0]
+        raise DataError(
+            f"{path}: column {texts.name!r} holds {texts.iloc[row]!r} at line {file_line(row)}, which is not a "
+            "finite number (NaN, inf, empty or text); fill in or remove that row"
+        )
+    return values
+
+
+@dataclass
+class StandardScaler:
+    """Per-column mean and population std (ddof=0), as sklearn's StandardScaler that the ETT reference code uses."""
+
+    columns: list[str]
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame) -> "StandardScaler":
+        values = frame.to_numpy(dtype=np.float64)
+        std = values.std(axis=0)
+        # A constant column would divide by zero; like sklearn, leave it unscaled.
+        return cls(list(frame.columns), values.mean(axis=0), np.where(std > 0, std, 1.0))
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        if list(frame.columns) != self.columns:
+            raise DataError(
+                f"the scaler was fitted on columns {self.columns} but the data has {list(frame.columns)}; "
+                "build the datamodule with the options the preprocessing was fitted with"
+            )
+        return (frame.to_numpy(dtype=np.float64) - self.mean) / self.std
+
+    def inverse_transform(self, values: Tensor) -> Tensor:
+        mean = torch.as_tensor(self.mean, dtype=values.dtype, device=values.device)
+        std = torch.as_tensor(self.std, dtype=values.dtype, device=values.device)
+        return values * std + mean
+
+    def to_dict(self) -> dict[str, list]:
+        return {"columns": self.columns, "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, list]) -> "StandardScaler":
+        return cls(list(state["columns"]), np.asarray(state["mean"], dtype=np.float64), np.asarray(state["std"], dtype=np.float64))
+
+
+def float32_rows(values: np.ndarray) -> Tensor:
+    """A row-major float32 tensor: pandas hands out column-major arrays, and a window should be one memory block."""
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+
+
+class WindowedSeriesDataModule(StwDataModule):
+    """Forecast windows over one dated series; subclasses implement the four dataset hooks below."""
+
+    task: ClassVar[str] = "forecast"
+    options: WindowOptions
+
+    def __init__(self, options: WindowOptions) -> None:
+        super().__init__(options)
+        self.input_scaler: StandardScaler | None = None
+        self.target_scaler: StandardScaler | None = None
+        self.series: dict[str, tuple[Tensor, Tensor]] = {}  # split -> scaled inputs [T, C], targets [T, K]
+        self.windows: dict[str, WindowDataset] = {}
+        self._timestamps: dict[str, pd.DatetimeIndex] = {}
+
+    # --- dataset hooks ---------------------------------------------------------------------------------------
+    def data_files(self) -> list[Path]:
+        """The raw files the tensors are made from."""
+        raise NotImplementedError
+
+    def sources(self) -> dict[Path, Source]:
+        """The data files that have a known public source, for `download=True`."""
+        return {}
+
+    def load_features(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Inputs [T, C] and targets [T, K] of the whole series, indexed by timestamp (through the public function)."""
+        raise NotImplementedError
+
+    def split_rows(self, n_rows: int) -> dict[str, tuple[int, int]]:
+        """Row range [start, stop) of the train, val and test series; windows never leave their range."""
+        raise NotImplementedError
+
+    # --- LightningDataModule -----------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        if self.options.download:
+            for path, source in self.sources().items():
+                ensure_file(source.url, path, source.sha256)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.windows:
+            return  # Lightning calls setup once per stage; the tensors are the same for every stage
+        self._require_files()
+        inputs, targets = self.load_features()
+        ranges = self.split_rows(len(inputs))
+        self._check_lengths(ranges)
+        if self.input_scaler is None:  # a loaded state_dict is kept: predict and reproduce reuse a run's scaler
+            train = slice(*ranges["train"])
+            self.input_scaler = StandardScaler.fit(inputs.iloc[train])
+            self.target_scaler = StandardScaler.fit(targets.iloc[train])
+        series, windows, timestamps = {}, {}, {}
+        for split, (start, stop) in ranges.items():
+            x = float32_rows(self.input_scaler.transform(inputs.iloc[start:stop]))
+            y = float32_rows(self.target_scaler.transform(targets.iloc[start:stop]))
+            series[split] = (x, y)
+            windows[split] = WindowDataset(x, y, self.options.lookback, self.options.horizon)
+            timestamps[split] = inputs.index[start:stop]
+        self.series, self.windows, self._timestamps = series, windows, timestamps
+
+    def train_dataloader(self) -> DataLoader:
+        return batch_loader(self.windows["train"], self.options.batch_size, shuffle=True, seed=self.options.seed)
+
+    def val_dataloader(self) -> DataLoader:
+        return batch_loader(self.windows["val"], self.options.batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return batch_loader(self.windows["test"], self.options.batch_size, shuffle=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The fitted preprocessing, JSON-serialisable; empty before setup (nothing is fitted yet)."""
+        if self.input_scaler is None:
+            return {}
+        return {
+            "options": self.shaping_options(),
+            "input_scaler": self.input_scaler.to_dict(),
+            "target_scaler": self.target_scaler.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        self.input_scaler = StandardScaler.from_dict(state["input_scaler"])
+        self.target_scaler = StandardScaler.from_dict(state["target_scaler"])
+        if self.windows:  # Lightning restores a checkpoint after setup: rescale the tensors with the loaded scaler
+            self.windows = {}
+            self.setup()
+
+    # --- what models and evaluation read ---------------------------------------------------------------------
+    @property
+    def spec(self) -> dict[str, Any]:
+        if self.input_scaler is None:
+            raise RuntimeError("spec is known after setup() or load_state_dict()")
+        inputs, targets = self.input_scaler.columns, self.target_scaler.columns
+        return {
+            "n_inputs": len(inputs),
+            "n_targets": len(targets),
+            "lookback": self.options.lookback,
+            "horizon": self.options.horizon,
+            "target_index": [inputs.index(t) for t in targets] if set(targets) <= set(inputs) else None,
+            "input_names": list(inputs),
+            "target_names": list(targets),
+        }
+
+    def inverse_transform_targets(self, y: Tensor) -> Tensor:
+        """Scaled targets (last dim K) back to the data's own units."""
+        return self.target_scaler.inverse_transform(y)
+
+    def split_timestamps(self, split: str) -> pd.DatetimeIndex:
+        """Timestamp of every row of a split's series: target step h of window i is at index i + lookback + h."""
+        return self._timestamps[split]
+
+    def fingerprint(self) -> dict[str, Any]:
+        return fingerprint(self.data_files(), self.shaping_options())
+
+    # --- checks ------------------------------------------------------------------------------------------------
+    def _require_files(self) -> None:
+        sources = self.sources()
+        for path in self.data_files():
+            if path.is_file():
+                continue
+            if path in sources:
+                fix = f"run with download=True (prepare_data) to fetch it from {sources[path].url}"
+            else:
+                fix = "put the file there, or point root (or $STW_DATA_DIR) at the folder that holds it"
+            raise DataError(f"{path} not found; {fix}")
+
+    def _check_lengths(self, ranges: dict[str, tuple[int, int]]) -> None:
+        needed = self.options.lookback + self.options.horizon
+        for split, (start, stop) in ranges.items():
+            if stop - start < needed:
+                files = ", ".join(str(p) for p in self.data_files())
+                raise DataError(
+                    f"{files}: the {split} series has {max(stop - start, 0)} rows but one window needs "
+                    f"lookback + horizon = {needed}; use a longer series or a smaller lookback or horizon"
+                )
