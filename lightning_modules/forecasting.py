@@ -69,7 +69,7 @@ class ForecastingModule(pl.LightningModule):
         self.max_epochs = config["trainer"]["max_epochs"]
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
+        return self.model(x).contiguous()  # channel-independent outputs are permuted views; metrics view() them
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch

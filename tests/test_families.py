@@ -1,0 +1,211 @@
+"""Specification of the temporal encoder families: shapes, masks on padded batches, aliases, hybrids, errors."""
+
+from dataclasses import fields
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_modules.families import FAMILIES, build_encoder, resolve_family
+from lightning_modules.families.cnn import CNNConfig
+from lightning_modules.families.hybrids import CNNRNNTransformerConfig
+from lightning_modules.families.linear import moving_average
+from lightning_modules.families.rnn import RNNConfig
+
+# Variable-length (seq_len=None) variants that stress the mask: pooling, dilation, residuals, parallel
+# branches, both directions, patches, learned positions, and every hybrid.
+MASKED_VARIANTS = {
+    "cnn same": ("cnn", {"channels": 6, "num_layers": 2}),
+    "cnn pooled dilated residual": ("cnn", {"channels": 6, "kernel_size": 4, "pool": "max", "dilation_growth": 2,
+                                            "residual": True}),
+    "cnn causal avg-pooled": ("cnn", {"channels": 6, "padding": "causal", "pool": "avg"}),
+    "cnn kim 2014": ("cnn", {"channels": 4, "num_layers": 1, "kernel_sizes": [3, 4, 5]}),
+    "lstm bidirectional": ("lstm", {"hidden_size": 6, "num_layers": 2, "bidirectional": True}),
+    "gru": ("gru", {"hidden_size": 6}),
+    "transformer steps learned": ("transformer", {"d_model": 8, "n_heads": 2, "n_layers": 1, "ff_dim": 16,
+                                                  "positional": "learned", "max_len": 32}),
+    "transformer patches post-norm": ("transformer", {"d_model": 8, "n_heads": 2, "n_layers": 2, "ff_dim": 16,
+                                                      "patch_len": 4, "stride": 3, "norm_first": False}),
+    "cnn_rnn": ("cnn_rnn", {"cnn": {"channels": 6, "pool": "max"}, "rnn": {"hidden_size": 6}}),
+    "cnn_transformer": ("cnn_transformer", {"cnn": {"channels": 6, "num_layers": 1, "pool": "max"},
+                                            "transformer": {"d_model": 8, "n_heads": 2, "patch_len": 2}}),
+    "cnn_rnn_transformer": ("cnn_rnn_transformer", {"cnn": {"channels": 6}, "rnn": {"hidden_size": 6},
+                                                    "transformer": {"d_model": 8, "n_heads": 2, "n_layers": 1}}),
+}
+LENGTHS = [16, 10, 13, 8]  # right-padded to 16
+
+
+def padded_batch(lengths: list[int] = LENGTHS, in_dim: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.randn(len(lengths), max(lengths), in_dim, generator=torch.Generator().manual_seed(seed))
+    mask = torch.arange(max(lengths)) < torch.tensor(lengths).unsqueeze(1)
+    return x * mask.unsqueeze(-1), mask
+
+
+def assert_padded_items_match_alone(encoder: nn.Module, lengths: list[int]) -> None:
+    """Each item of a padded batch has the real steps and the outputs it gets when run alone, unpadded."""
+    x, mask = padded_batch(lengths)
+    with torch.no_grad():
+        h, out_mask = encoder(x, mask)
+        assert out_mask.shape == h.shape[:2]
+        for i, length in enumerate(lengths):
+            alone, alone_mask = encoder(x[i : i + 1, :length])
+            real = alone.shape[1]
+            assert alone_mask is None
+            assert out_mask[i].tolist() == [True] * real + [False] * (h.shape[1] - real)
+            torch.testing.assert_close(h[i, :real], alone[0], atol=1e-5, rtol=1e-4)
+
+
+def eval_encoder(name: str, config: dict | None, in_dim: int, seq_len: int | None) -> nn.Module:
+    torch.manual_seed(0)
+    return build_encoder(name, config, in_dim=in_dim, seq_len=seq_len).eval()
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("seq_len", [7, 24, 30])
+def test_default_encoders_produce_their_declared_out_len_and_out_dim(name: str, seq_len: int) -> None:
+    encoder = eval_encoder(name, None, in_dim=3, seq_len=seq_len)
+    h, mask = encoder(torch.randn(2, seq_len, 3))
+    assert h.shape == (2, encoder.out_len, encoder.out_dim)
+    assert mask is None
+
+
+@pytest.mark.parametrize("variant", sorted(MASKED_VARIANTS))
+def test_padded_items_come_out_as_if_run_alone(variant: str) -> None:
+    name, config = MASKED_VARIANTS[variant]
+    assert_padded_items_match_alone(eval_encoder(name, config, in_dim=3, seq_len=None), LENGTHS)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4])
+def test_items_shorter_than_a_patch_keep_one_patch(stride: int) -> None:
+    encoder = eval_encoder("transformer", {"d_model": 8, "n_heads": 2, "patch_len": 4, "stride": stride},
+                           in_dim=3, seq_len=None)
+    assert_padded_items_match_alone(encoder, [9, 1, 3, 4, 5])
+
+
+@pytest.mark.parametrize("variant", sorted(MASKED_VARIANTS) + ["linear", "mlp"])
+def test_values_at_padded_steps_never_change_real_outputs(variant: str) -> None:
+    name, config = MASKED_VARIANTS.get(variant, (variant, None))
+    seq_len = max(LENGTHS) if name in ("linear", "mlp") else None
+    encoder = eval_encoder(name, config, in_dim=3, seq_len=seq_len)
+    x, mask = padded_batch()
+    junk = x + 100 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1)) * ~mask.unsqueeze(-1)
+    with torch.no_grad():
+        h, out_mask = encoder(x, mask)
+        h_junk, _ = encoder(junk, mask)
+    real = out_mask.unsqueeze(-1)
+    torch.testing.assert_close(h * real, h_junk * real, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["linear", "mlp"])
+def test_fixed_window_families_refuse_variable_length_input(name: str) -> None:
+    with pytest.raises(ValueError, match="needs a fixed seq_len"):
+        build_encoder(name, None, in_dim=3, seq_len=None)
+
+
+def test_rnn_refuses_masks_that_are_not_right_padded() -> None:
+    x, mask = padded_batch()
+    with pytest.raises(ValueError, match="right-padded"):
+        build_encoder("rnn", {"hidden_size": 4}, in_dim=3, seq_len=None)(x, mask.flip(1))
+
+
+@pytest.mark.parametrize("name, config", [("cnn", {"padding": "causal", "dilation_growth": 2, "residual": True}),
+                                          ("rnn", {"num_layers": 2}),
+                                          ("cnn_rnn", {"cnn": {"padding": "causal"}})])
+def test_causal_encoders_never_look_ahead(name: str, config: dict) -> None:
+    encoder = eval_encoder(name, config, in_dim=2, seq_len=20)
+    x = torch.randn(3, 20, 2)
+    changed = x.clone()
+    changed[:, 12:] += 5.0
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(x)[0][:, :12], encoder(changed)[0][:, :12])
+        assert not torch.allclose(encoder(x)[0][:, 12:], encoder(changed)[0][:, 12:])
+
+
+def test_lstm_and_gru_aliases_are_the_rnn_family_with_that_cell() -> None:
+    assert resolve_family("lstm") == ("rnn", {"cell": "lstm"})
+    assert isinstance(build_encoder("lstm", None, in_dim=3, seq_len=10).rnn, nn.LSTM)
+    gru = build_encoder("gru", {"hidden_size": 5}, in_dim=3, seq_len=10)
+    assert isinstance(gru.rnn, nn.GRU) and gru.out_dim == 5
+
+
+def test_unknown_family_names_list_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="cnn_rnn_transformer.*lstm"):
+        build_encoder("lstn", None, in_dim=3, seq_len=10)
+
+
+def test_hybrid_configs_turn_member_dicts_into_member_configs() -> None:
+    config = CNNRNNTransformerConfig(cnn={"channels": 6}, rnn={"cell": "gru", "hidden_size": 7})
+    assert config.cnn == CNNConfig(channels=6)
+    assert config.rnn == RNNConfig(cell="gru", hidden_size=7)
+    encoder = build_encoder("cnn_rnn_transformer", {"cnn": {"channels": 6}, "rnn": {"cell": "gru", "hidden_size": 7},
+                                                    "transformer": {"d_model": 8, "n_heads": 2}}, in_dim=3, seq_len=12)
+    cnn, rnn, transformer = encoder.members
+    assert cnn.out_dim == 6 and isinstance(rnn.rnn, nn.GRU) and rnn.rnn.input_size == 6
+    assert transformer.project.in_features == 7 and encoder.out_dim == 8
+
+
+def test_hybrid_chain_passes_lengths_along_pooling_and_patching() -> None:
+    encoder = build_encoder("cnn_transformer", {"cnn": {"num_layers": 2, "pool": "avg"},
+                                                "transformer": {"patch_len": 4, "stride": 2}}, in_dim=3, seq_len=40)
+    assert encoder.out_len == 4  # 40 steps pooled twice -> 10, patches of 4 every 2 -> 4
+    assert encoder(torch.randn(2, 40, 3))[0].shape == (2, 4, 64)
+
+
+def dropout_rates(encoder: nn.Module) -> set[float]:
+    return {module.p for module in encoder.modules() if isinstance(module, nn.Dropout)}
+
+
+def test_hybrid_dropout_overrides_every_member_and_none_keeps_theirs() -> None:
+    overridden = build_encoder("cnn_rnn", {"dropout": 0.3, "rnn": {"dropout": 0.0}}, in_dim=3, seq_len=10)
+    kept = build_encoder("cnn_rnn", {"rnn": {"dropout": 0.0}}, in_dim=3, seq_len=10)
+    assert dropout_rates(overridden) == {0.3}
+    assert dropout_rates(kept) == {0.1, 0.0}
+
+
+def test_kim_cnn_concatenates_one_branch_per_kernel_size() -> None:
+    encoder = build_encoder("cnn", {"channels": 5, "num_layers": 1, "kernel_sizes": [3, 4, 5]}, in_dim=8, seq_len=None)
+    assert [branch[0].conv.kernel_size[0] for branch in encoder.branches] == [3, 4, 5]
+    h, _ = encoder(torch.randn(2, 11, 8))
+    assert h.shape == (2, 11, 15)
+
+
+def test_patches_cover_the_whole_lookback_patchtst_style() -> None:
+    encoder = build_encoder("transformer", {"patch_len": 16, "stride": 8}, in_dim=1, seq_len=96)
+    assert encoder.out_len == 11  # (96 - 16) / 8 + 1
+    assert build_encoder("transformer", {"patch_len": 16, "stride": 8}, in_dim=1, seq_len=100).out_len == 12
+
+
+def test_decomposition_splits_each_channel_into_seasonal_plus_trend() -> None:
+    x = torch.randn(2, 30, 3)
+    h, _ = build_encoder("linear", {"moving_avg": 5}, in_dim=3, seq_len=30)(x)
+    seasonal, trend = h[..., :3], h[..., 3:]
+    torch.testing.assert_close(seasonal + trend, x)
+    ramp = torch.arange(30.0).view(1, 30, 1)
+    torch.testing.assert_close(moving_average(ramp, 5)[:, 2:-2], ramp[:, 2:-2])  # a line is its own centred trend
+    assert torch.equal(build_encoder("linear", {"decomposition": False}, in_dim=3, seq_len=30)(x)[0], x)
+
+
+@pytest.mark.parametrize("name, config, seq_len, message", [
+    ("cnn", {"num_layers": 3, "pool": "max", "pool_size": 4}, 50, "shorten 50 steps to nothing"),
+    ("cnn", {"kernel_sizes": [3, 0]}, 10, "at least 1"),
+    ("transformer", {"d_model": 10, "n_heads": 4}, 10, "must divide d_model"),
+    ("transformer", {"patch_len": 4, "stride": 5}, 10, "stride must be between 1 and patch_len"),
+    ("linear", {"moving_avg": 0}, 10, "moving_avg"),
+])
+def test_invalid_configs_fail_at_construction_with_the_option_named(name, config, seq_len, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_encoder(name, config, in_dim=3, seq_len=seq_len)
+
+
+def test_learned_positions_refuse_inputs_longer_than_max_len() -> None:
+    encoder = build_encoder("transformer", {"positional": "learned", "max_len": 8}, in_dim=3, seq_len=None)
+    with pytest.raises(ValueError, match="raise max_len"):
+        encoder(torch.randn(1, 9, 3))
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_config_field_is_documented_for_the_cli(name: str) -> None:
+    config = FAMILIES[name].config
+    assert "Args:" in config.__doc__
+    for field in fields(config):
+        assert f"\n        {field.name}: " in config.__doc__, f"{config.__name__} lacks an Args entry for {field.name}"

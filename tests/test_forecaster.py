@@ -1,0 +1,192 @@
+"""Specification of the Forecaster: [B, L, C] -> [B, H, K] for every family, RevIN, channel independence, DLinear."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_modules.families import FAMILIES
+from lightning_modules.forecaster import Forecaster, RevIN
+
+TRANSFORMER = {"d_model": 16, "n_heads": 2, "n_layers": 1, "ff_dim": 32}
+TINY = {
+    "linear": {"moving_avg": 5},
+    "mlp": {"hidden_size": 32},
+    "cnn": {"channels": 8},
+    "rnn": {"hidden_size": 16},
+    "gru": {"hidden_size": 16},
+    "transformer": {**TRANSFORMER, "patch_len": 4},
+    "cnn_rnn": {"cnn": {"channels": 8}, "rnn": {"hidden_size": 16}},
+    "cnn_transformer": {"cnn": {"channels": 8, "pool": "max"}, "transformer": TRANSFORMER},
+    "cnn_rnn_transformer": {"cnn": {"channels": 8, "num_layers": 1}, "rnn": {"hidden_size": 16},
+                            "transformer": {**TRANSFORMER, "patch_len": 4}},
+}
+# (lookback, horizon, n_inputs, n_targets, target_index, revin, channel_independent)
+SHAPE_CASES = [
+    (24, 6, 3, 3, [0, 1, 2], False, False),
+    (24, 1, 1, 1, [0], True, False),
+    (30, 12, 4, 4, [0, 1, 2, 3], True, True),
+    (17, 4, 5, 2, [4, 1], True, False),
+    (20, 3, 3, 1, None, False, False),
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models on a shared 2-core machine run several times faster on one intra-op thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make(family: str, lookback: int = 24, horizon: int = 4, n_inputs: int = 2, **options) -> Forecaster:
+    torch.manual_seed(0)
+    options = {"n_targets": n_inputs, "target_index": list(range(n_inputs)), **options}
+    return Forecaster(family, TINY.get(family), n_inputs=n_inputs, lookback=lookback, horizon=horizon, **options)
+
+
+def test_tiny_configs_cover_every_family() -> None:
+    assert set(FAMILIES) <= set(TINY)
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+@pytest.mark.parametrize("case", SHAPE_CASES, ids=lambda c: f"L{c[0]}-H{c[1]}-C{c[2]}-K{c[3]}-revin{c[5]}-ci{c[6]}")
+def test_forecasts_have_horizon_by_targets_shape(family: str, case: tuple) -> None:
+    lookback, horizon, n_inputs, n_targets, target_index, revin, channel_independent = case
+    model = make(family, lookback, horizon, n_inputs, n_targets=n_targets, target_index=target_index, revin=revin,
+                 channel_independent=channel_independent)
+    assert model(torch.randn(3, lookback, n_inputs)).shape == (3, horizon, n_targets)
+
+
+@pytest.mark.parametrize("family, config", [
+    ("transformer", {**TRANSFORMER, "patch_len": 8, "stride": 4}),
+    ("transformer", {**TRANSFORMER, "patch_len": 16, "stride": 8, "positional": "learned"}),
+    ("cnn_transformer", {"cnn": {"channels": 4}, "transformer": {**TRANSFORMER, "patch_len": 5, "stride": 3}}),
+])
+@pytest.mark.parametrize("channel_independent", [False, True])
+def test_patched_transformers_forecast_any_lookback(family: str, config: dict, channel_independent: bool) -> None:
+    model = Forecaster(family, config, n_inputs=3, n_targets=3, lookback=37, horizon=5, target_index=[0, 1, 2],
+                       revin=True, channel_independent=channel_independent)
+    assert model(torch.randn(2, 37, 3)).shape == (2, 5, 3)
+
+
+def test_stem_projects_each_step_before_the_encoder() -> None:
+    model = make("rnn", n_inputs=3, stem_dim=10)
+    assert isinstance(model.stem, nn.Linear) and model.stem.out_features == 10
+    assert model.encoder.rnn.input_size == 10
+    assert model(torch.randn(2, 24, 3)).shape == (2, 4, 3)
+    assert make("rnn", n_inputs=3, stem_dim=10, channel_independent=True).stem.in_features == 1
+
+
+def test_aliases_and_dict_configs_build_the_family() -> None:
+    model = Forecaster("gru", {"hidden_size": 5}, n_inputs=2, n_targets=1, lookback=10, horizon=3)
+    assert isinstance(model.encoder.rnn, nn.GRU) and model.encoder.out_dim == 5
+
+
+@pytest.mark.parametrize("window", [3, 4, 5])  # even windows reach one step further ahead
+def test_linear_decomposition_channel_independent_is_exactly_dlinear(window: int) -> None:
+    lookback, horizon, channels = 7, 2, 2
+    model = Forecaster("linear", {"moving_avg": window}, n_inputs=channels, n_targets=channels, lookback=lookback,
+                       horizon=horizon, target_index=[0, 1], channel_independent=True)
+    g = torch.Generator().manual_seed(0)
+    seasonal_weight = torch.randn(horizon, lookback, generator=g)
+    trend_weight = torch.randn(horizon, lookback, generator=g)
+    bias = torch.randn(horizon, generator=g)
+    with torch.no_grad():  # the head sees [seasonal_t, trend_t] pairs, time-major
+        model.head.weight[:, 0::2] = seasonal_weight
+        model.head.weight[:, 1::2] = trend_weight
+        model.head.bias[:] = bias
+    x = torch.randn(3, lookback, channels, generator=g)
+
+    expected = torch.empty(3, horizon, channels)
+    for b in range(3):
+        for c in range(channels):
+            series = x[b, :, c].tolist()
+            padded = [series[0]] * ((window - 1) // 2) + series + [series[-1]] * (window // 2)
+            trend = torch.tensor([sum(padded[t : t + window]) / window for t in range(lookback)])
+            seasonal = torch.tensor(series) - trend
+            expected[b, :, c] = seasonal_weight @ seasonal + trend_weight @ trend + bias
+    torch.testing.assert_close(model(x), expected)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_revin_forecasts_follow_each_windows_level_and_scale(affine: bool) -> None:
+    model = make("mlp", n_inputs=3, revin=True, revin_affine=affine).eval()
+    x = torch.randn(4, 24, 3)
+    scale, shift = torch.tensor([2.0, 0.5, 10.0]), torch.tensor([100.0, -3.0, 0.5])
+    with torch.no_grad():
+        torch.testing.assert_close(model(x * scale + shift), model(x) * scale + shift, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_revin_denormalise_inverts_normalise_on_the_target_channels(affine: bool) -> None:
+    revin = RevIN(3, target_index=[2, 0], affine=affine)
+    if affine:
+        with torch.no_grad():
+            revin.weight[:] = torch.tensor([0.5, 2.0, 3.0])
+            revin.bias[:] = torch.tensor([1.0, -1.0, 0.2])
+    x = 5 * torch.randn(4, 24, 3) + 10
+    normalised, stats = revin.normalise(x)
+    torch.testing.assert_close(revin.denormalise(normalised[..., [2, 0]], stats), x[..., [2, 0]], atol=1e-4, rtol=1e-4)
+
+
+def test_revin_denormalises_with_the_target_channels_own_statistics() -> None:
+    model = make("cnn", n_inputs=3, n_targets=2, target_index=[2, 0], revin=True).eval()
+    x = torch.randn(4, 24, 3)
+    shifted = x + torch.tensor([0.0, 7.0, 50.0])  # channel 1 is an input only
+    with torch.no_grad():
+        torch.testing.assert_close(model(shifted), model(x) + torch.tensor([50.0, 0.0]), atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["linear", "transformer", "cnn_rnn"])
+def test_channel_independent_forecasts_use_only_their_own_channel(family: str) -> None:
+    model = make(family, n_inputs=3, channel_independent=True).eval()
+    x = torch.randn(2, 24, 3)
+    changed = x.clone()
+    changed[:, :, 1] += torch.randn(2, 24)
+    with torch.no_grad():
+        before, after = model(x), model(changed)
+    torch.testing.assert_close(before[..., [0, 2]], after[..., [0, 2]])
+    assert not torch.allclose(before[..., 1], after[..., 1])
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"n_targets": 1, "target_index": None, "revin": True}, "revin .* needs target_index"),
+    ({"n_targets": 2, "target_index": [0, 1], "channel_independent": True}, "targets must be exactly the inputs"),
+    ({"n_targets": 3, "target_index": [2, 1, 0], "channel_independent": True}, "targets must be exactly the inputs"),
+    ({"n_targets": 3, "target_index": None, "channel_independent": True}, "targets must be exactly the inputs"),
+    ({"n_targets": 2, "target_index": [0]}, "must list 2 target positions"),
+    ({"n_targets": 1, "target_index": [3]}, r"among the 3 inputs \(0..2\)"),
+])
+def test_invalid_target_options_are_refused_with_the_reason(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Forecaster("linear", None, n_inputs=3, lookback=10, horizon=2, **options)
+
+
+def sine_batch(batch: int = 8, lookback: int = 24, horizon: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two channels of sines with random phase, amplitude and level: learnable, not memorisable by a constant."""
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(lookback + horizon, dtype=torch.float32).view(1, -1, 1)
+    phase = 2 * math.pi * torch.rand(batch, 1, 2, generator=g)
+    amplitude = 0.5 + torch.rand(batch, 1, 2, generator=g)
+    series = amplitude * torch.sin(2 * math.pi * t / 12 + phase) + torch.randn(batch, 1, 2, generator=g)
+    return series[:, :lookback], series[:, lookback:]
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_a_tiny_forecaster_overfits_a_fixed_batch(family: str) -> None:
+    x, y = sine_batch()
+    torch.manual_seed(0)
+    model = Forecaster(family, {**TINY[family], "dropout": 0.0}, n_inputs=2, n_targets=2, lookback=24, horizon=4,
+                       target_index=[0, 1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 20, f"{family}: loss {losses[0]:.3f} -> {losses[-1]:.3f} in 30 Adam steps"
