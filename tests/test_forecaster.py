@@ -32,15 +32,6 @@ SHAPE_CASES = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared 2-core machine run several times faster on one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make(family: str, lookback: int = 24, horizon: int = 4, n_inputs: int = 2, **options) -> Forecaster:
     torch.manual_seed(0)
     options = {"n_targets": n_inputs, "target_index": list(range(n_inputs)), **options}

@@ -1,0 +1,85 @@
+"""`stw`: the workbench's command line. Each subcommand is a thin entry point over experiments/*."""
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Callable
+
+from datamodules.errors import DataError
+from experiments.config import ConfigError, parse_run_args
+from experiments.tracking import default_tracking_uri
+
+USAGE = """stw <command> [options]
+
+commands:
+  train     train one model on one dataset, tracked in MLflow  (stw train --help)
+  sweep     Optuna sweep over families and knobs, trials nested in MLflow   (stw sweep --help)
+  ui        open the MLflow UI on the local store              (stw ui --help)
+
+Data is read from $STW_DATA_DIR (default ./data) and fetched on first use where a public source exists.
+Runs go to $MLFLOW_TRACKING_URI, default sqlite:///mlruns/mlflow.db with artifacts under mlruns/.
+"""
+
+
+def _split_tracking_uri(argv: list[str]) -> tuple[str | None, list[str]]:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--tracking-uri")
+    parser.add_argument("--quiet", action="store_true")
+    known, rest = parser.parse_known_args(argv)
+    return known.tracking_uri, rest + (["--trainer.progress=false"] if known.quiet else [])
+
+
+def train(argv: list[str]) -> int:
+    """stw train --data ett --model lstm [--config FILE.yaml] [key=value ...] [--tracking-uri URI] [--quiet]"""
+    from experiments.train import run_training
+
+    if any(a in ("-h", "--help") for a in argv):
+        print("Extra options: --tracking-uri URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db), "
+              "--quiet (no progress bar). Plain key=value words work like --key=value.\n")
+    tracking_uri, rest = _split_tracking_uri(argv)
+    config = parse_run_args(rest)
+    result = run_training(config, tracking_uri)
+    print(f"run {result.run_id} (experiment {config['data']['name']}):")
+    for name in sorted(result.metrics):
+        if name.startswith(("test_", "baseline_", "skill")):
+            print(f"  {name:28s} {result.metrics[name]:.4f}")
+    print(f"compare it in the MLflow UI: stw ui{' --tracking-uri ' + tracking_uri if tracking_uri else ''}")
+    return 0
+
+
+def sweep(argv: list[str]) -> int:
+    """stw sweep [options] [key=value ...]: see `stw sweep --help`."""
+    from experiments.sweep_cli import sweep_main
+
+    return sweep_main(argv)
+
+
+def ui(argv: list[str]) -> int:
+    """Start `mlflow ui` on 127.0.0.1 on the default store and print its URL."""
+    parser = argparse.ArgumentParser(prog="stw ui", description="Open the MLflow UI on the local run store.")
+    parser.add_argument("--tracking-uri", help="backend store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    parser.add_argument("--port", type=int, default=5000)
+    args = parser.parse_args(argv)
+    uri = default_tracking_uri(args.tracking_uri)
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
+    return subprocess.call(command)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train, "sweep": sweep, "ui": ui}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(USAGE)
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except (DataError, ConfigError) as error:
+        print(f"stw {argv[0]}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Search spaces as data: load, merge, fix knobs, and turn an Optuna trial into config overrides."""
+
+from copy import deepcopy
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+DEFAULT_SPACE = Path(__file__).parent / "configs" / "search_space.yaml"
+Space = dict[str, Any]
+
+
+def load_space(path: Path | None = None) -> Space:
+    """The default space, with a user file merged over it (or replacing it when the file says `replace: true`)."""
+    space = yaml.safe_load(DEFAULT_SPACE.read_text())
+    if path is None:
+        return space
+    user = yaml.safe_load(Path(path).read_text()) or {}
+    if user.pop("replace", False):
+        return {"shared": {}, "datasets": {}, "families": {}, **user}
+    merged = deepcopy(space)
+    merged["shared"].update(user.get("shared", {}))
+    for section in ("datasets", "families"):
+        for name, entries in user.get(section, {}).items():
+            merged[section].setdefault(name, {}).update(entries)
+    return merged
+
+
+def knobs_for(space: Space, data: str, family: str, fixed: set[str]) -> dict[str, dict[str, Any]]:
+    """Config path -> distribution for one trial; knobs the user fixed with key=value are left out."""
+    knobs = {**space.get("shared", {}), **space.get("datasets", {}).get(data, {}), **space.get("families", {}).get(family, {})}
+    return {path: dist for path, dist in knobs.items() if path not in fixed}
+
+
+def suggest(trial: optuna.Trial, path: str, dist: dict[str, Any], family: str, family_specific: bool) -> Any:
+    """Ask the trial for one knob. Family knobs get the family in their Optuna name, so conditional
+    parameters of different families never share a name (Optuna requires one distribution per name)."""
+    name = f"{family}:{path}" if family_specific else path
+    if "choice" in dist:
+        return trial.suggest_categorical(name, dist["choice"])
+    if "float" in dist:
+        low, high = dist["float"]
+        return trial.suggest_float(name, low, high, log=dist.get("log", False))
+    if "int" in dist:
+        low, high = dist["int"]
+        return trial.suggest_int(name, low, high, step=dist.get("step", 1), log=dist.get("log", False))
+    raise ValueError(f"search space entry {path!r} needs one of choice/float/int, got {dist}")
+
+
+def sample_overrides(trial: optuna.Trial, space: Space, data: str, family: str, fixed: set[str]) -> dict[str, Any]:
+    """Flat {config path: value} for one trial."""
+    family_paths = set(space.get("families", {}).get(family, {}))
+    return {path: suggest(trial, path, dist, family, path in family_paths)
+            for path, dist in knobs_for(space, data, family, fixed).items()}
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """{"model.rnn.hidden_size": 8} -> {"model": {"rnn": {"hidden_size": 8}}}"""
+    tree: dict[str, Any] = {}
+    for path, value in flat.items():
+        node = tree
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return tree
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = deepcopy(base)
+    for key, value in update.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

@@ -1,0 +1,111 @@
+"""What a finished sweep leaves on its parent MLflow run and prints in the terminal."""
+
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import yaml
+from mlflow.entities import Param
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+PLOTS = {
+    "optimization_history": (optuna.visualization.plot_optimization_history,
+                             optuna.visualization.matplotlib.plot_optimization_history),
+    "param_importances": (optuna.visualization.plot_param_importances,
+                          optuna.visualization.matplotlib.plot_param_importances),
+    "parallel_coordinate": (optuna.visualization.plot_parallel_coordinate,
+                            optuna.visualization.matplotlib.plot_parallel_coordinate),
+    "intermediate_values": (optuna.visualization.plot_intermediate_values,
+                            optuna.visualization.matplotlib.plot_intermediate_values),
+}
+
+
+def trials_table(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: number, state, family, objective, test metrics, duration, MLflow run ID."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        duration = (trial.datetime_complete - trial.datetime_start).total_seconds() \
+            if trial.datetime_complete and trial.datetime_start else None
+        rows.append({
+            "trial": trial.number, "state": trial.state.name, "family": trial.params.get("family"),
+            "value": trial.value, "test_mse": trial.user_attrs.get("test_mse"),
+            "skill_vs_naive": trial.user_attrs.get("skill_vs_naive"), "seconds": duration,
+            "run_id": trial.user_attrs.get("mlflow_run_id"), "error": trial.user_attrs.get("error"),
+        })
+    return pd.DataFrame(rows)
+
+
+def _plots(study: optuna.Study, folder: Path) -> list[Path]:
+    """HTML (interactive) and PNG of each Optuna plot; a plot that needs more trials than ran is skipped."""
+    import matplotlib.pyplot as plt
+
+    written = []
+    for name, (interactive, static) in PLOTS.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                interactive(study).write_html(folder / f"{name}.html", include_plotlyjs="cdn")
+                axes = static(study)
+                figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
+                figure.set_size_inches(9, 5)
+                figure.tight_layout()
+                figure.savefig(folder / f"{name}.png", dpi=110)
+                plt.close(figure)
+            written += [folder / f"{name}.html", folder / f"{name}.png"]
+        except (ValueError, RuntimeError, ZeroDivisionError):
+            continue  # e.g. importances need two completed trials with varying params
+    return written
+
+
+def report_sweep(client: MlflowClient, plan: Any, study: optuna.Study) -> None:
+    """Log best value/params, best child run, the trials table, the search space and Optuna's plots."""
+    run_id = plan.parent_run_id
+    table = trials_table(study)
+    counts = table["state"].value_counts().to_dict() if len(table) else {}
+    for state in ("COMPLETE", "PRUNED", "FAIL"):
+        client.log_metric(run_id, f"trials_{state.lower()}", counts.get(state, 0))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        table.to_csv(folder / "trials.csv", index=False)
+        (folder / "search_space.yaml").write_text(yaml.safe_dump(plan.space, sort_keys=False))
+        for path in [folder / "trials.csv", folder / "search_space.yaml", *_plots(study, folder)]:
+            client.log_artifact(run_id, str(path), artifact_path=None if path.suffix in (".csv", ".yaml") else "plots")
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not completed:
+        return
+    best = study.best_trial
+    client.log_metric(run_id, f"best_{plan.metric}", best.value)
+    for name, value in best.user_attrs.items():
+        if isinstance(value, float):
+            client.log_metric(run_id, f"best_{name}", value)
+    client.log_batch(run_id, params=[Param(f"best.{k}", str(v)) for k, v in best.params.items()])
+    client.set_tag(run_id, "stw.best_run_id", best.user_attrs.get("mlflow_run_id", ""))
+    client.set_tag(run_id, "stw.best_trial", str(best.number))
+
+
+def summary_text(study: optuna.Study, plan: Any, ui_command: str) -> str:
+    """The closing terminal summary: every trial, then the best one against the naive baseline."""
+    table = trials_table(study)
+    lines = [f"study {plan.study}: {len(table)} trials "
+             + ", ".join(f"{n} {s.lower()}" for s, n in table["state"].value_counts().items()) if len(table) else "no trials"]
+    if len(table):
+        shown = table.drop(columns=["error"]).sort_values("value", ascending=study.direction.name == "MINIMIZE")
+        lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if completed:
+        best = study.best_trial
+        attrs = best.user_attrs
+        lines.append(f"\nbest trial #{best.number} ({best.params.get('family')}): {plan.metric} = {best.value:.4f}")
+        lines.append(f"  MLflow run: {attrs.get('mlflow_run_id')}")
+        if "test_mse" in attrs and "baseline_last_mse" in attrs:
+            lines.append(f"  test_mse {attrs['test_mse']:.4f} vs naive (repeat last) {attrs['baseline_last_mse']:.4f}: "
+                         f"skill {attrs.get('skill_vs_naive', float('nan')):+.3f}")
+        for key in ("test_acc", "baseline_majority_acc"):
+            if key in attrs:
+                lines.append(f"  {key} {attrs[key]:.4f}")
+    lines.append(f"\nopen the MLflow UI: {ui_command}")
+    return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""`stw sweep`: parent and child runs, pruning, failures, resume after a kill, and parallel workers."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from experiments.sweep import open_study, run_sweep
+from experiments.sweep_cli import build_plan, sweep_parser
+
+pytestmark = pytest.mark.slow
+
+# Tiny trials on a slice of real ETTh1: a linear model, a few batches per epoch.
+FAST = ["data.horizon=24", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2", "trainer.max_epochs=2", "--quiet"]
+
+
+def _plan(tmp_path: Path, *words: str):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = sweep_parser().parse_args(["--storage", storage, "--tracking-uri", tracking, "--study", "s", *words, *FAST])
+    return build_plan(args)
+
+
+def _space(tmp_path: Path, entries: dict) -> str:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({"replace": True, "shared": entries}))
+    return str(path)
+
+
+def _runs(plan, role: str):
+    client = MlflowClient(plan.tracking_uri)
+    experiment = client.get_experiment_by_name(plan.data)
+    return client.search_runs([experiment.experiment_id], f"tags.`stw.role` = '{role}'")
+
+
+def test_a_tiny_sweep_leaves_a_parent_and_one_child_per_trial(tmp_path):
+    plan = _plan(tmp_path, "--trials", "3", "--families", "linear,mlp", "--pruner", "none")
+    study, parent_id = run_sweep(plan)
+    assert len(study.trials) == 3
+    [parent] = _runs(plan, "sweep")
+    children = _runs(plan, "trial")
+    assert parent.info.run_id == parent_id and parent.info.status == "FINISHED"
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent_id}
+    assert sorted(int(c.data.tags["stw.trial_number"]) for c in children) == [0, 1, 2]
+    assert {c.data.tags["stw.trial_state"] for c in children} == {"COMPLETE"}
+    assert all(c.info.status == "FINISHED" and "test_mse" in c.data.metrics for c in children)
+    for tag in ("stw.study", "stw.storage", "stw.sampler", "stw.pruner", "stw.data_fingerprint", "stw.git_commit"):
+        assert parent.data.tags[tag]
+    best = study.best_trial
+    assert parent.data.tags["stw.best_run_id"] == best.user_attrs["mlflow_run_id"]
+    assert parent.data.metrics["best_val_mse"] == pytest.approx(best.value)
+    client = MlflowClient(plan.tracking_uri)
+    artifacts = {a.path for a in client.list_artifacts(parent_id)}
+    assert {"trials.csv", "search_space.yaml", "plots"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(parent_id, "plots")}
+    assert {"plots/optimization_history.html", "plots/optimization_history.png"} <= plots
+    child_artifacts = {a.path for a in client.list_artifacts(best.user_attrs["mlflow_run_id"])}
+    assert {"config.yaml", "checkpoints", "forecast.png", "learning_curves.png"} <= child_artifacts
+
+
+def test_pruning_stops_a_deliberately_bad_trial(tmp_path):
+    space = _space(tmp_path, {"optim.lr": {"choice": [0.01, 1e-7]}})
+    plan = _plan(tmp_path, "--trials", "5", "--families", "linear", "--space", space, "--pruner", "median",
+                 "trainer.max_epochs=4", "trainer.patience=0", "model.decomposition=false")
+    study = open_study(plan)
+    for lr in (0.01, 0.01, 0.01, 0.01, 1e-7):  # four sane trials set the median, then one that cannot learn
+        study.enqueue_trial({"family": "linear", "optim.lr": lr})
+    study, _ = run_sweep(plan)
+    assert study.trials[-1].state == TrialState.PRUNED
+    pruned_run = [r for r in _runs(plan, "trial") if r.data.tags["stw.trial_number"] == "4"][0]
+    assert pruned_run.data.tags["stw.trial_state"] == "PRUNED" and pruned_run.info.status == "FINISHED"
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
+    space = _space(tmp_path, {"data.lookback": {"choice": [48, 20000]}})
+    plan = _plan(tmp_path, "--trials", "2", "--families", "linear", "--space", space, "--pruner", "none")
+    study = open_study(plan)
+    study.enqueue_trial({"family": "linear", "data.lookback": 20000})  # longer than the series: DataError
+    study.enqueue_trial({"family": "linear", "data.lookback": 48})
+    study, _ = run_sweep(plan)
+    failed, completed = study.trials[0], study.trials[1]
+    assert failed.state == TrialState.FAIL and "lookback" in failed.user_attrs["error"]
+    assert completed.state == TrialState.COMPLETE
+    run = [r for r in _runs(plan, "trial") if r.data.tags["stw.trial_number"] == "0"][0]
+    assert run.info.status == "FAILED" and run.data.tags["stw.trial_state"] == "FAIL" and run.data.tags["stw.error"]
+
+
+def _stw_sweep(tmp_path: Path, *words: str) -> list[str]:
+    return [sys.executable, "-m", "experiments.cli", "sweep", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}",
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--study", "s", *words, *FAST]
+
+
+def test_resume_after_sigkill_keeps_completed_trials_and_closes_orphaned_runs(tmp_path):
+    words = ["--trials", "4", "--families", "linear", "--pruner", "none", "--heartbeat", "1", "trainer.max_epochs=3"]
+    sweep = subprocess.Popen(_stw_sweep(tmp_path, *words), cwd=tmp_path, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill once a trial is complete and the next one is running
+        time.sleep(0.5)
+        try:
+            trials = optuna.load_study(study_name="s", storage=storage).trials
+        except (KeyError, Exception):
+            continue
+        states = [t.state for t in trials]
+        if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
+            break
+    os.killpg(sweep.pid, signal.SIGKILL)
+    sweep.wait()
+    before = {t.number for t in optuna.load_study(study_name="s", storage=storage).trials if t.state == TrialState.COMPLETE}
+    assert before, "the sweep was killed before any trial completed"
+    time.sleep(4)  # past the grace period (3 heartbeats) so the killed trial is stale
+
+    subprocess.run(_stw_sweep(tmp_path, *words), cwd=tmp_path, check=True, capture_output=True)
+
+    study = optuna.load_study(study_name="s", storage=storage)
+    after = {t.number for t in study.trials if t.state == TrialState.COMPLETE}
+    assert before <= after and len(after) == 4
+    assert any(t.state == TrialState.FAIL for t in study.trials)  # the killed trial
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ett").experiment_id])
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert any(r.info.status == "KILLED" for r in runs)
+
+
+def test_two_workers_run_exactly_the_requested_trials(tmp_path):
+    plan = _plan(tmp_path, "--trials", "4", "--families", "linear", "--pruner", "none", "--workers", "2")
+    study, _ = run_sweep(plan)
+    numbers = [t.number for t in study.trials]
+    assert sorted(numbers) == [0, 1, 2, 3]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert len(_runs(plan, "trial")) == 4
