@@ -8,14 +8,14 @@ and `config_from_dict` turns it back into the same run.
 
 import argparse
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 from jsonargparse import ArgumentParser, Namespace
 
-from datamodules import DATASETS, dataset_class
+from datamodules import DATASETS, StwDataModule, build_datamodule, dataset_class
 from lightning_modules import TASKS
 from lightning_modules.families import FAMILIES, resolve_family
 from lightning_modules.optim import OptimConfig
@@ -81,7 +81,7 @@ def run_parser(data: str, model: str, prog: str = "stw train") -> ArgumentParser
                             description="Train one model on one dataset; every run is tracked in MLflow.")
     parser.add_argument("--config", action="config", help="YAML file with any of the keys below (e.g. a saved config.yaml).")
     parser.add_argument("--data.name", default=data, choices=sorted(DATASETS), help=f"dataset; registered: {', '.join(sorted(DATASETS))}")
-    parser.add_class_arguments(data_cls.Options, "data")
+    parser.add_class_arguments(data_cls.Options, "data", skip={"seed"})  # the run's one seed is passed down
     parser.add_argument("--model.family", default=model, help="model family or alias (e.g. lstm = rnn with cell lstm)")
     parser.add_class_arguments(FAMILIES[family].config, "model")
     parser.set_defaults({f"model.{k}": v for k, v in alias_defaults.items()})
@@ -168,3 +168,11 @@ def config_from_dict(config: dict[str, Any]) -> dict[str, Any]:
 
 def dump_config(config: dict[str, Any]) -> str:
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def datamodule_for(config: dict[str, Any]) -> StwDataModule:
+    """The run's datamodule. The run's `seed` is its data seed too (split, shuffling), so one number seeds all."""
+    options = {k: v for k, v in config["data"].items() if k != "name"}
+    if "seed" in {f.name for f in fields(dataset_class(config["data"]["name"]).Options)}:
+        options["seed"] = config["seed"]
+    return build_datamodule(config["data"]["name"], options)

@@ -21,9 +21,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
-from datamodules import build_datamodule
 from experiments import tracking
-from experiments.config import config_from_dict, metric_mode
+from experiments.config import config_from_dict, datamodule_for, metric_mode
 from experiments.search_space import deep_merge, load_space, nest, sample_overrides
 from experiments.sweep_report import report_sweep
 from experiments.train import run_training
@@ -248,7 +247,7 @@ def run_sweep(plan: SweepPlan) -> tuple[optuna.Study, str]:
 def base_fingerprint(plan: SweepPlan) -> str:
     """Fingerprint of the data under the sweep's base config (trials that change the lookback log their own)."""
     config = config_from_dict(deep_merge(plan.base, {"model": {"family": plan.families[0]}}))
-    datamodule = build_datamodule(config["data"]["name"], {k: v for k, v in config["data"].items() if k != "name"})
+    datamodule = datamodule_for(config)
     datamodule.prepare_data()
     datamodule.setup()
     return datamodule.fingerprint()["digest"]

@@ -22,10 +22,9 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.tracking import MlflowClient
 
-from datamodules import build_datamodule
 from experiments import plots, tracking
 from experiments.task_reports import TASK_REPORTS
-from experiments.config import dump_config, flatten, metric_mode
+from experiments.config import datamodule_for, dump_config, flatten, metric_mode
 from lightning_modules import TASKS
 
 QUIET_ENV = "STW_QUIET"
@@ -119,8 +118,7 @@ def run_training(
     history, status, parts = EpochHistory(), "FINISHED", {}
     try:
         make_deterministic(config["seed"])
-        datamodule = parts["datamodule"] = build_datamodule(
-            config["data"]["name"], {k: v for k, v in config["data"].items() if k != "name"})
+        datamodule = parts["datamodule"] = datamodule_for(config)
         datamodule.prepare_data()
         datamodule.setup()
         fingerprint = parts["fingerprint"] = datamodule.fingerprint()
