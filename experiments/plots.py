@@ -46,3 +46,35 @@ def forecast_vs_actual(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+MAX_ANNOTATED_CLASSES = 20  # beyond this the numbers overlap; the colours still read
+
+
+def _annotate(ax: plt.Axes, values: np.ndarray, fmt: str) -> None:
+    for (i, j), value in np.ndenumerate(values):
+        dark = value > values.max() / 2
+        ax.text(j, i, fmt.format(value), ha="center", va="center", color="white" if dark else "black", fontsize=8)
+
+
+def confusion_matrix(counts: np.ndarray, class_names: list[str], path: Path, title: str) -> Path:
+    """Two panels: test counts, and each true class's row normalised to shares (the per-class recall on the diagonal)."""
+    rows = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    size = min(2.5 + 0.45 * len(class_names), 12)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    panels = ((axes[0], counts, "count", "{:.0f}"), (axes[1], shares, "share of true class", "{:.2f}"))
+    for ax, values, label, fmt in panels:
+        image = ax.imshow(values, cmap="Blues", vmin=0, vmax=max(values.max(), 1e-9))
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        ticks = np.arange(len(class_names))
+        ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true", title=label)
+        ax.set_xticklabels(class_names, rotation=45, ha="right")
+        ax.set_yticklabels(class_names)
+        if len(class_names) <= MAX_ANNOTATED_CLASSES:
+            _annotate(ax, values, fmt)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

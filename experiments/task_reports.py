@@ -5,6 +5,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
+import pandas as pd
 import torch
 
 from datamodules import StwDataModule
@@ -34,6 +35,31 @@ def forecast_report(datamodule: StwDataModule, module: pl.LightningModule, folde
     )]
 
 
+def confusion_counts(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """[true class, predicted class] -> number of test items."""
+    return np.bincount(labels * num_classes + predicted, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def per_class_table(counts: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    """Precision, recall, F1 and support (true items) per class; a score with nothing to divide by is 0."""
+    hits, predicted, support = np.diag(counts), counts.sum(axis=0), counts.sum(axis=1)
+    precision = np.divide(hits, predicted, out=np.zeros(len(hits)), where=predicted > 0)
+    recall = np.divide(hits, support, out=np.zeros(len(hits)), where=support > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros(len(hits)), where=both > 0)
+    return pd.DataFrame({"class": class_names, "precision": precision, "recall": recall, "f1": f1, "support": support})
+
+
+def classification_report(datamodule: StwDataModule, module: pl.LightningModule, folder: Path, title: str) -> list[Path]:
+    """The confusion matrix (counts and row shares) and a per-class CSV, from the module's test predictions."""
+    predictions, class_names = module.test_predictions, module.class_names
+    counts = confusion_counts(predictions.labels.numpy(), predictions.probs.argmax(dim=1).numpy(), len(class_names))
+    table = folder / "per_class_report.csv"
+    per_class_table(counts, class_names).to_csv(table, index=False, float_format="%.6f")
+    return [plots.confusion_matrix(counts, class_names, folder / "confusion_matrix.png", title), table]
+
+
 TASK_REPORTS: dict[str, Callable[[StwDataModule, pl.LightningModule, Path, str], list[Path]]] = {
     "forecast": forecast_report,
+    "classify": classification_report,
 }

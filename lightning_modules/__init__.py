@@ -2,8 +2,9 @@
 
 import lightning.pytorch as pl
 
+from lightning_modules.classification import ClassificationModule
 from lightning_modules.forecasting import ForecastingModule
 
-TASKS: dict[str, type[pl.LightningModule]] = {"forecast": ForecastingModule}
+TASKS: dict[str, type[pl.LightningModule]] = {"forecast": ForecastingModule, "classify": ClassificationModule}
 
 __all__ = ["TASKS"]

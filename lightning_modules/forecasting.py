@@ -48,6 +48,7 @@ class ForecastingModule(pl.LightningModule):
 
     Task = ForecastTask
     sweep_metric = "val_mse"
+    sweep_families = ("linear", "cnn", "rnn", "transformer", "cnn_rnn_transformer")
 
     def __init__(self, config: dict[str, Any], spec: dict[str, Any]) -> None:
         super().__init__()
