@@ -5,8 +5,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from datamodules.errors import DataError
-from experiments.config import ConfigError, parse_run_args
+from experiments.config import parse_run_args
 from experiments.tracking import default_tracking_uri
 
 USAGE = """stw <command> [options]
@@ -21,12 +20,13 @@ Runs go to $MLFLOW_TRACKING_URI, default sqlite:///mlruns/mlflow.db with artifac
 """
 
 
-def _split_tracking_uri(argv: list[str]) -> tuple[str | None, list[str]]:
+def _run_options(argv: list[str]) -> tuple[str | None, bool | None, list[str]]:
+    """--tracking-uri and --quiet belong to the command, not to the run config."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--tracking-uri")
     parser.add_argument("--quiet", action="store_true")
     known, rest = parser.parse_known_args(argv)
-    return known.tracking_uri, rest + (["--trainer.progress=false"] if known.quiet else [])
+    return known.tracking_uri, known.quiet or None, rest
 
 
 def train(argv: list[str]) -> int:
@@ -36,9 +36,9 @@ def train(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print("Extra options: --tracking-uri URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db), "
               "--quiet (no progress bar). Plain key=value words work like --key=value.\n")
-    tracking_uri, rest = _split_tracking_uri(argv)
+    tracking_uri, quiet, rest = _run_options(argv)
     config = parse_run_args(rest)
-    result = run_training(config, tracking_uri)
+    result = run_training(config, tracking_uri, quiet=quiet)
     print(f"run {result.run_id} (experiment {config['data']['name']}):")
     for name in sorted(result.metrics):
         if name.startswith(("test_", "baseline_", "skill")):
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     try:
         return COMMANDS[argv[0]](argv[1:])
-    except (DataError, ConfigError) as error:
+    except ValueError as error:  # DataError, ConfigError and invalid model options: a message, not a traceback
         print(f"stw {argv[0]}: error: {error}", file=sys.stderr)
         return 2
 

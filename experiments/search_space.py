@@ -28,8 +28,14 @@ def load_space(path: Path | None = None) -> Space:
 
 
 def knobs_for(space: Space, data: str, family: str, fixed: set[str]) -> dict[str, dict[str, Any]]:
-    """Config path -> distribution for one trial; knobs the user fixed with key=value are left out."""
-    knobs = {**space.get("shared", {}), **space.get("datasets", {}).get(data, {}), **space.get("families", {}).get(family, {})}
+    """Config path -> distribution for one trial; knobs the user fixed with key=value are left out.
+
+    Later layers win: shared, the dataset's, the family's, then the dataset's own entry for that family
+    (`datasets.sms.families.transformer`), for knobs whose sensible range depends on the data.
+    """
+    dataset = dict(space.get("datasets", {}).get(data, {}))
+    per_family = dataset.pop("families", {})
+    knobs = {**space.get("shared", {}), **dataset, **space.get("families", {}).get(family, {}), **per_family.get(family, {})}
     return {path: dist for path, dist in knobs.items() if path not in fixed}
 
 
@@ -50,7 +56,8 @@ def suggest(trial: optuna.Trial, path: str, dist: dict[str, Any], family: str, f
 
 def sample_overrides(trial: optuna.Trial, space: Space, data: str, family: str, fixed: set[str]) -> dict[str, Any]:
     """Flat {config path: value} for one trial."""
-    family_paths = set(space.get("families", {}).get(family, {}))
+    dataset_families = space.get("datasets", {}).get(data, {}).get("families", {})
+    family_paths = set(space.get("families", {}).get(family, {})) | set(dataset_families.get(family, {}))
     return {path: suggest(trial, path, dist, family, path in family_paths)
             for path, dist in knobs_for(space, data, family, fixed).items()}
 

@@ -30,7 +30,6 @@ from experiments.train import run_training
 # Heartbeats and the retry callback are marked experimental in Optuna 5; they are what crash-safety rests on.
 warnings.filterwarnings("ignore", category=ExperimentalWarning)
 
-DEFAULT_FAMILIES = ["linear", "cnn", "rnn", "transformer", "cnn_rnn_transformer"]
 # A sweep's default epochs: enough for the ranking of families to settle, small enough for a few-minute demo.
 SWEEP_DEFAULTS = {"trainer": {"max_epochs": 6, "progress": False}}
 
@@ -138,7 +137,7 @@ class Objective:
             raise
         self._mark(trial, "COMPLETE")
         for name, value in result.metrics.items():
-            if name.startswith(("test_", "skill", "baseline_last")):
+            if name.startswith(("test_", "skill", "baseline_last", "baseline_majority")):
                 trial.set_user_attr(name, value)
         return result.best_score
 

@@ -11,7 +11,7 @@ from datamodules import dataset_class
 from experiments import tracking
 from experiments.config import ConfigError, config_from_dict
 from experiments.search_space import deep_merge, load_space, nest
-from experiments.sweep import DEFAULT_FAMILIES, SWEEP_DEFAULTS, SweepPlan, default_storage, run_sweep
+from experiments.sweep import SWEEP_DEFAULTS, SweepPlan, default_storage, run_sweep
 from experiments.sweep_report import summary_text
 from lightning_modules import TASKS
 
@@ -34,8 +34,9 @@ def sweep_parser() -> argparse.ArgumentParser:
         "MLflow run holding everything a `stw train` run holds.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="ett", help="registered dataset (default: ett)")
-    parser.add_argument("--families", default=",".join(DEFAULT_FAMILIES),
-                        help="comma-separated families the study chooses among (default: %(default)s)")
+    parser.add_argument("--families", default=None,
+                        help="comma-separated families the study chooses among (default: linear,cnn,rnn,transformer,"
+                        "cnn_rnn_transformer for forecasting; the same without linear for classification)")
     parser.add_argument("--trials", type=int, default=8,
                         help="the study's target of finished (complete or pruned) trials; a resumed study runs the rest (default: 8)")
     parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
@@ -68,13 +69,14 @@ def _overrides(words: list[str]) -> dict[str, Any]:
 
 
 def build_plan(args: argparse.Namespace) -> SweepPlan:
-    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    task = TASKS[dataset_class(args.data).task]
+    families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else list(task.sweep_families)
     fixed = _overrides(args.overrides)
     base_file = yaml.safe_load(args.config.read_text()) if args.config else {}
     base = deep_merge(deep_merge(SWEEP_DEFAULTS, base_file or {}), nest({**fixed, "data.name": args.data}))
     for family in families:  # fail before the study starts: unknown family, typo in a key
         config_from_dict(deep_merge(base, {"model": {"family": family}}))
-    metric = args.metric or TASKS[dataset_class(args.data).task].sweep_metric
+    metric = args.metric or task.sweep_metric
     return SweepPlan(
         data=args.data, families=families, trials=args.trials, timeout=args.timeout,
         study=args.study or f"{args.data}-{time.strftime('%Y%m%d-%H%M%S')}",

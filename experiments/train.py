@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +127,9 @@ def run_training(
         module = parts["module"] = TASKS[datamodule.task](config, datamodule.spec)
         logger = MLFlowLogger(tracking_uri=tracking_uri, run_id=run_id, synchronous=False)
         trainer = build_trainer(config, logger, workdir / "checkpoints", [history, *callbacks], quiet)
+        started = time.perf_counter()
         trainer.fit(module, datamodule=datamodule)
+        client.log_metric(run_id, "fit_seconds", time.perf_counter() - started)
         trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=not quiet)
     except finished_on:
         raise
@@ -143,6 +146,7 @@ def run_training(
         client.set_terminated(run_id, status)
         shutil.rmtree(workdir, ignore_errors=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics["fit_seconds"] = client.get_run(run_id).data.metrics["fit_seconds"]
     best = trainer.checkpoint_callback.best_model_score
     return RunResult(run_id, experiment, metrics, float(best) if best is not None else float("nan"))
 
