@@ -5,7 +5,8 @@ to all H*K forecasts at once (direct multi-step forecasting); with the linear fa
 head is what makes the model DLinear.
 """
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -61,6 +62,13 @@ def check_targets(n_inputs: int, n_targets: int, target_index: list[int] | None,
                          f"{list(range(n_inputs))}); got n_targets={n_targets}, target_index={target_index}")
 
 
+SUMMARIES: dict[str, Callable[[Tensor], Tensor]] = {
+    "flatten": lambda h: h.flatten(1),
+    "last": lambda h: h[:, -1],
+    "mean": lambda h: h.mean(dim=1),
+}
+
+
 class Forecaster(nn.Module):
     """[B, L, C] -> [B, H, K] with any registered encoder family.
 
@@ -77,12 +85,15 @@ class Forecaster(nn.Module):
         channel_independent: run every channel as its own univariate series [B*C, L, 1] through one shared
             encoder and head, PatchTST-style (needs the targets to be exactly the inputs).
         stem_dim: project every time step's values linearly to this width before the encoder; None keeps them.
+        head: "flatten" maps every encoder step to the forecast (DLinear, PatchTST); "last" and "mean" map one
+            summary step, which keeps the head small for long unpatched sequences (an LSTM over 512 steps of
+            width 128 would otherwise need a 44M-weight head).
     """
 
     def __init__(self, family: str, family_config: FamilyConfig | dict[str, Any] | None = None, *, n_inputs: int,
                  n_targets: int, lookback: int, horizon: int, target_index: list[int] | None = None,
                  revin: bool = False, revin_affine: bool = False, channel_independent: bool = False,
-                 stem_dim: int | None = None) -> None:
+                 stem_dim: int | None = None, head: Literal["flatten", "last", "mean"] = "flatten") -> None:
         super().__init__()
         check_targets(n_inputs, n_targets, target_index, revin, channel_independent)
         self.horizon, self.channel_independent = horizon, channel_independent
@@ -91,7 +102,9 @@ class Forecaster(nn.Module):
         self.stem = nn.Linear(series_dim, stem_dim) if stem_dim else nn.Identity()
         self.encoder = build_encoder(family, family_config, in_dim=stem_dim or series_dim, seq_len=lookback)
         self.outputs_per_series = 1 if channel_independent else n_targets
-        self.head = nn.Linear(self.encoder.out_len * self.encoder.out_dim, horizon * self.outputs_per_series)
+        self.summary = SUMMARIES[head]
+        summary_len = self.encoder.out_len if head == "flatten" else 1
+        self.head = nn.Linear(summary_len * self.encoder.out_dim, horizon * self.outputs_per_series)
 
     def forward(self, x: Tensor) -> Tensor:
         batch, lookback, channels = x.shape
@@ -100,7 +113,7 @@ class Forecaster(nn.Module):
         if self.channel_independent:
             x = x.transpose(1, 2).reshape(batch * channels, lookback, 1)
         h, _ = self.encoder(self.stem(x))
-        y = self.head(h.flatten(1)).view(-1, self.horizon, self.outputs_per_series)
+        y = self.head(self.summary(h)).view(-1, self.horizon, self.outputs_per_series)
         if self.channel_independent:
             y = y.view(batch, channels, self.horizon).transpose(1, 2)
         if self.revin is not None:

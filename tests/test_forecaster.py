@@ -38,8 +38,12 @@ def make(family: str, lookback: int = 24, horizon: int = 4, n_inputs: int = 2, *
     return Forecaster(family, TINY.get(family), n_inputs=n_inputs, lookback=lookback, horizon=horizon, **options)
 
 
+# The video families (the spatial-only baseline and the raw-clip families) are specified in test_video_models.py.
+VIDEO_FAMILIES = {"frame_avg", "c3d", "convlstm"}
+
+
 def test_tiny_configs_cover_every_family() -> None:
-    assert set(FAMILIES) <= set(TINY)
+    assert set(FAMILIES) - VIDEO_FAMILIES <= set(TINY)
 
 
 @pytest.mark.parametrize("family", sorted(TINY))
@@ -69,6 +73,13 @@ def test_stem_projects_each_step_before_the_encoder() -> None:
     assert model.encoder.rnn.input_size == 10
     assert model(torch.randn(2, 24, 3)).shape == (2, 4, 3)
     assert make("rnn", n_inputs=3, stem_dim=10, channel_independent=True).stem.in_features == 1
+
+
+@pytest.mark.parametrize("head", ["last", "mean"])
+def test_summary_heads_forecast_from_one_step_with_far_fewer_weights(head: str) -> None:
+    flatten, summary = make("rnn", lookback=48), make("rnn", lookback=48, head=head)
+    assert summary(torch.randn(3, 48, 2)).shape == (3, 4, 2)
+    assert summary.head.in_features * 48 == flatten.head.in_features
 
 
 def test_aliases_and_dict_configs_build_the_family() -> None:
