@@ -113,6 +113,7 @@ def run_training(
     tracking_uri = tracking.default_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     experiment = tracking.experiment_id(client, config["data"]["name"], tracking_uri)
+    run_name = run_name or f"{config['model']['family']}-seed{config['seed']}"
     run_id = client.create_run(experiment, run_name=run_name, tags=run_tags(config, parent_run_id, tags or {})).info.run_id
     client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in flatten(config).items()])
     workdir = Path(tempfile.mkdtemp(prefix="stw-run-"))
