@@ -73,6 +73,8 @@ def features_from_frame(frame: pd.DataFrame, options: EttOptions) -> tuple[pd.Da
 class EttDataModule(WindowedSeriesDataModule):
     """ETTh1 forecasting windows, split and scaled exactly as the published benchmarks do."""
 
+    season = 24  # hourly readings: the seasonal-naive baseline repeats the last day
+
     Options = EttOptions
     options: EttOptions
 

@@ -191,6 +191,8 @@ def features_from_frames(frames: dict[str, pd.DataFrame], options: StockOptions)
 class StockDataModule(WindowedSeriesDataModule):
     """Forecast a ticker's next daily close returns from the recent returns of one or more tickers."""
 
+    season = 5  # trading days: the seasonal-naive baseline repeats the last week
+
     Options = StockOptions
     options: StockOptions
 

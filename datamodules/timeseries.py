@@ -145,6 +145,7 @@ class WindowedSeriesDataModule(StwDataModule):
     """Forecast windows over one dated series; subclasses implement the four dataset hooks below."""
 
     task: ClassVar[str] = "forecast"
+    season: ClassVar[int]  # steps per season, for the seasonal-naive baseline
     options: WindowOptions
 
     def __init__(self, options: WindowOptions) -> None:
@@ -240,6 +241,7 @@ class WindowedSeriesDataModule(StwDataModule):
             "target_index": [inputs.index(t) for t in targets] if set(targets) <= set(inputs) else None,
             "input_names": list(inputs),
             "target_names": list(targets),
+            "season": self.season,
         }
 
     def inverse_transform_targets(self, y: Tensor) -> Tensor:

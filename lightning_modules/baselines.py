@@ -18,7 +18,7 @@ def seasonal_naive(x: Tensor, horizon: int, target_index: list[int], season: int
         return repeat_last(x, horizon, target_index)
     last_season = x[:, -season:, target_index]
     reps = -(-horizon // season)  # ceil division
-    return last_season.repeat(1, reps, 1)[:, :horizon]
+    return last_season.repeat(1, reps, 1)[:, :horizon].contiguous()
 
 
 def window_mean(x: Tensor, horizon: int, target_index: list[int]) -> Tensor:

@@ -68,7 +68,7 @@ class ForecastingModule(pl.LightningModule):
         self.loss_fn = {"mse": nn.MSELoss(), "mae": nn.L1Loss(), "huber": nn.HuberLoss(delta=task.huber_delta)}[task.loss]
         self.val_metrics, self.test_metrics = forecast_metrics("val_"), forecast_metrics("test_")
         self.target_index = spec["target_index"]
-        self.baselines = naive_forecasts(task.season or spec.get("season", 24)) if self.target_index is not None else {}
+        self.baselines = naive_forecasts(task.season or spec["season"]) if self.target_index is not None else {}
         self.baseline_metrics = nn.ModuleDict({name: forecast_metrics(f"baseline_{name}_") for name in self.baselines})
         self.max_epochs = config["trainer"]["max_epochs"]
 
