@@ -1,6 +1,7 @@
 """`stw`: the workbench's command line. Each subcommand is a thin entry point over experiments/*."""
 
 import argparse
+import importlib
 import subprocess
 import sys
 from collections.abc import Callable
@@ -11,9 +12,15 @@ from experiments.tracking import default_tracking_uri
 USAGE = """stw <command> [options]
 
 commands:
-  train     train one model on one dataset, tracked in MLflow  (stw train --help)
-  sweep     Optuna sweep over families and knobs, trials nested in MLflow   (stw sweep --help)
-  ui        open the MLflow UI on the local store              (stw ui --help)
+  train      train one model on one dataset, tracked in MLflow
+  sweep      Optuna sweep over families and knobs; every trial a nested MLflow run
+  reproduce  retrain a logged run (or sweep trial) by its run ID and compare its metrics
+  runs       list the runs of an experiment or a sweep, best first
+  show       one run: config, metrics, tags, artifacts and the command that reproduces it
+  compare    runs side by side: differing params, metrics, learning curves
+  predict    predict new data with a logged run's model and preprocessing
+  ui         open the MLflow UI on the local store
+`stw <command> --help` explains each one.
 
 Data is read from $STW_DATA_DIR (default ./data) and fetched on first use where a public source exists.
 Runs go to $MLFLOW_TRACKING_URI, default sqlite:///mlruns/mlflow.db with artifacts under mlruns/.
@@ -47,13 +54,6 @@ def train(argv: list[str]) -> int:
     return 0
 
 
-def sweep(argv: list[str]) -> int:
-    """stw sweep [options] [key=value ...]: see `stw sweep --help`."""
-    from experiments.sweep_cli import sweep_main
-
-    return sweep_main(argv)
-
-
 def ui(argv: list[str]) -> int:
     """Start `mlflow ui` on 127.0.0.1 on the default store and print its URL."""
     parser = argparse.ArgumentParser(prog="stw ui", description="Open the MLflow UI on the local run store.")
@@ -66,7 +66,18 @@ def ui(argv: list[str]) -> int:
     return subprocess.call(command)
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train, "sweep": sweep, "ui": ui}
+# Command -> "module:function"; imported on use so `stw --help` and `stw ui` stay fast.
+COMMANDS: dict[str, str] = {
+    "train": "experiments.cli:train", "sweep": "experiments.sweep_cli:sweep_main",
+    "reproduce": "experiments.reproduce:reproduce_main", "runs": "experiments.runs:runs_main",
+    "show": "experiments.runs:show_main", "compare": "experiments.runs:compare_main",
+    "predict": "experiments.predict:predict_main", "ui": "experiments.cli:ui",
+}
+
+
+def command(name: str) -> Callable[[list[str]], int]:
+    module, function = COMMANDS[name].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     try:
-        return COMMANDS[argv[0]](argv[1:])
+        return command(argv[0])(argv[1:])
     except ValueError as error:  # DataError, ConfigError and invalid model options: a message, not a traceback
         print(f"stw {argv[0]}: error: {error}", file=sys.stderr)
         return 2

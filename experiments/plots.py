@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: runs happen on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -73,6 +74,26 @@ def confusion_matrix(counts: np.ndarray, class_names: list[str], path: Path, tit
         ax.set_yticklabels(class_names)
         if len(class_names) <= MAX_ANNOTATED_CLASSES:
             _annotate(ax, values, fmt)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def compare_learning_curves(histories: dict[str, dict[str, list[tuple[int, float]]]], path: Path, title: str) -> Path:
+    """One panel per metric, one line per run: `histories` maps a run's label to {metric: (epoch, value) pairs}."""
+    metrics = sorted({name for history in histories.values() for name in history})
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for run, history in histories.items():
+            if points := history.get(metric):
+                epochs, values = zip(*points)
+                ax.plot(epochs, values, marker="o", label=run)
+        ax.set(xlabel="epoch", ylabel=metric, title=metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

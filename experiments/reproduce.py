@@ -1,0 +1,164 @@
+"""`stw reproduce RUN_ID`: retrain a logged run from its own saved config and show whether the numbers match.
+
+Every check runs before training, so a refusal costs seconds: the run must be an st-workbench run with its
+config, fingerprint and final metrics; the data this checkout reads must have the run's fingerprint; the
+project code must be the run's commit with a clean tree. The reproduction is a new run in the same experiment,
+tagged stw.reproduces=<RUN_ID>. On the same machine and package versions a CPU run reproduces bit for bit,
+because run_training seeds everything and uses deterministic kernels.
+"""
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from experiments import tracking
+from experiments.config import datamodule_for
+from experiments.reproduce_checks import code_check, data_differences, short
+from experiments.run_store import CONFIG, FINGERPRINT, RunError, StoredRun, fetch_run, is_final_metric
+from experiments.tables import text_table
+
+
+class ReproduceRefused(RunError):
+    """The run cannot be reproduced exactly; the message says what differs and which flag overrides it."""
+
+
+@dataclass
+class Plan:
+    """A checked reproduction: the run's config, what to tell the user before training, and the differences a
+    flag overrode (recorded on the new run as stw.reproduce_allowed)."""
+
+    config: dict[str, Any]
+    notes: list[str]
+    allowed: list[str]  # "data" and/or "code"
+
+
+@dataclass
+class MetricRow:
+    name: str
+    original: float | None
+    reproduced: float | None
+
+    @property
+    def difference(self) -> float | None:
+        if self.original is None or self.reproduced is None:
+            return None
+        return self.reproduced - self.original
+
+    def within(self, tolerance: float) -> bool:
+        if self.original is None or self.reproduced is None:
+            return False
+        if math.isnan(self.original) or math.isnan(self.reproduced):
+            return math.isnan(self.original) and math.isnan(self.reproduced)
+        return abs(self.reproduced - self.original) <= tolerance
+
+
+def current_fingerprint(config: dict[str, Any]) -> dict[str, Any]:
+    """The fingerprint of the data the run's config reads on this machine, as run_training computes it."""
+    datamodule = datamodule_for(config)
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule.fingerprint()
+
+
+@dataclass
+class Difference:
+    """What makes a retraining differ from the run, line by line, and how to avoid it."""
+
+    kind: str  # "data" or "code": the --allow-<kind>-change flag overrides it
+    heading: str
+    details: list[str]
+    fix: str
+
+    def report(self, allowed: bool) -> str:
+        flag = f"--allow-{self.kind}-change"
+        ending = f"({flag}: retraining anyway)" if allowed else f"{self.fix}, or pass {flag} to retrain anyway."
+        return "\n  ".join([self.heading, *self.details, ending])
+
+
+def data_difference(run: StoredRun, config: dict[str, Any]) -> Difference | None:
+    original, current = run.json(FINGERPRINT), current_fingerprint(config)
+    details = data_differences(original, current)
+    heading = (f"the data fingerprint differs from run {run.run_id}'s ({short(original['digest'])} in the run, "
+               f"{short(current['digest'])} now):")
+    return Difference("data", heading, details, "Point data.root or $STW_DATA_DIR at the run's files") if details else None
+
+
+def code_difference(run: StoredRun, problems: list[str]) -> Difference | None:
+    commit = short(run.tags.get("stw.git_commit", "unknown"))
+    fix = f"Check out commit {commit} with a clean tree"
+    return Difference("code", "the code differs from the run's:", problems, fix) if problems else None
+
+
+def check_run(run: StoredRun, allow_code_change: bool, allow_data_change: bool) -> Plan:
+    """Everything that must hold before retraining; raises ReproduceRefused listing every blocking difference."""
+    run.require(CONFIG, FINGERPRINT)
+    if not run.final_metrics():
+        state = run.tags.get("stw.trial_state", run.run.info.status)
+        raise ReproduceRefused(f"run {run.run_id} logged no final test metrics ({state}), so there is nothing to "
+                               "compare a reproduction with; choose a run that finished testing")
+    config = run.config()
+    code = code_check(run.tags, tracking.git_state())
+    differences = [d for d in (data_difference(run, config), code_difference(run, code.problems)) if d is not None]
+    allowed = {"data": allow_data_change, "code": allow_code_change}
+    if refused := [d.report(allowed=False) for d in differences if not allowed[d.kind]]:
+        raise ReproduceRefused(f"refusing to reproduce run {run.run_id}:\n" + "\n".join(refused))
+    return Plan(config, code.notes + [d.report(allowed=True) for d in differences], [d.kind for d in differences])
+
+
+def compare_final_metrics(original: dict[str, float], reproduced: dict[str, float]) -> list[MetricRow]:
+    names = sorted(name for name in original.keys() | reproduced.keys() if is_final_metric(name))
+    return [MetricRow(name, original.get(name), reproduced.get(name)) for name in names]
+
+
+def metrics_table(rows: list[MetricRow], tolerance: float) -> str:
+    def difference(row: MetricRow) -> str:
+        if row.difference is None:
+            return "missing"
+        text = "0" if row.difference == 0 else f"{row.difference:+.3e}"
+        return text if row.within(tolerance) else f"{text}  <- beyond tolerance {tolerance:g}"
+
+    # Nine significant digits tell float32 values apart, so "identical" in the table means identical.
+    return text_table(["metric", "original", "reproduced", "difference"],
+                      [[row.name, row.original, row.reproduced, difference(row)] for row in rows], digits=9)
+
+
+def reproduce_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stw reproduce", description="Retrain a logged run (a `stw train` run or a sweep trial) from its saved "
+        "config, on the same data and code, and compare its final metrics with the original's.")
+    parser.add_argument("run_id", metavar="RUN_ID", help="MLflow run ID (see `stw runs`)")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI holding the run, e.g. http://host:5000 "
+                        "(default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db); the reproduction is logged there too")
+    parser.add_argument("--tolerance", type=float, default=0.0,
+                        help="largest absolute difference of a final metric that still counts as reproduced (default: 0)")
+    parser.add_argument("--allow-code-change", action="store_true",
+                        help="retrain even if the project code differs from the run's commit or has uncommitted changes")
+    parser.add_argument("--allow-data-change", action="store_true",
+                        help="retrain even if the data's fingerprint differs from the run's")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or model summary")
+    return parser
+
+
+def reproduce_main(argv: list[str]) -> int:
+    """Exit 0 when every final metric is within the tolerance, 1 when one is not; refusals raise ReproduceRefused."""
+    from experiments.train import is_quiet, run_training
+
+    args = reproduce_parser().parse_args(argv)
+    with fetch_run(args.run_id, args.tracking_uri) as run:
+        plan = check_run(run, args.allow_code_change, args.allow_data_change)
+        for note in plan.notes:
+            print(f"note: {note}", file=sys.stderr)
+        tags = {"stw.reproduces": run.run_id, **({"stw.reproduce_allowed": ",".join(plan.allowed)} if plan.allowed else {})}
+        result = run_training(plan.config, run.tracking_uri, quiet=is_quiet(args.quiet or None), tags=tags)
+        reproduced = run.client.get_run(result.run_id).data.metrics
+        rows = compare_final_metrics(run.final_metrics(), reproduced)
+    print(f"run {result.run_id} reproduces run {args.run_id}:")
+    print(metrics_table(rows, args.tolerance))
+    failed = [row.name for row in rows if not row.within(args.tolerance)]
+    if failed:
+        print(f"NOT reproduced: {len(failed)} of {len(rows)} final metrics differ by more than {args.tolerance:g}")
+        return 1
+    print(f"reproduced: all {len(rows)} final metrics within {args.tolerance:g}")
+    return 0

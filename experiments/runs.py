@@ -1,0 +1,229 @@
+"""`stw runs`, `stw show` and `stw compare`: logged runs as tables, read from any MLflow tracking URI.
+
+`stw runs` lists an experiment's (or a sweep's) runs best first, built on mlflow.search_runs; `stw show` prints
+one run whole with the command that reproduces it; `stw compare` puts runs side by side: the params that differ,
+their metrics, and optionally their learning curves in one PNG.
+"""
+
+import argparse
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri  # private, but mlflow is pinned (3.17.2)
+
+from experiments import plots
+from experiments.config import metric_mode
+from experiments.run_store import CONFIG, TOOL, RunError, StoredRun, fetch_run, is_final_metric
+from experiments.tables import text_table
+from experiments.tracking import default_tracking_uri
+
+# Params worth a column in a listing, by their flat config key; the rest are one `stw show` away.
+KEY_PARAMS = {"data.lookback": "lookback", "data.horizon": "horizon", "optim.lr": "lr", "seed": "seed"}
+# Validation and test scores shown when any listed run has them (forecasting and classification runs differ).
+KEY_METRICS = ["val_loss", "val_mse", "val_f1", "test_mse", "test_mae", "test_acc", "test_f1", "skill_vs_naive"]
+CURVES = ("train_loss", "val_loss")
+
+
+@contextmanager
+def tracking_uri_for_search(uri: str) -> Iterator[None]:
+    """mlflow.search_runs reads the global tracking URI, and setting it also sets $MLFLOW_TRACKING_URI:
+    both are put back afterwards, so a listing never redirects later runs."""
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        with _use_tracking_uri(uri):
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+def _number(text: Any) -> Any:
+    """A param (MLflow stores them as text) as a number where it is one, so it sorts and aligns as one."""
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        try:
+            return float(text)
+        except (TypeError, ValueError):
+            return text
+
+
+def kind(tags: dict[str, Any]) -> str:
+    """train, trial, sweep or reproduction: how the run came to be (search_runs gives a missing tag as NaN)."""
+    if isinstance(tags.get("stw.reproduces"), str):
+        return "reproduction"
+    role = tags.get("stw.role")
+    return role if isinstance(role, str) else "train"
+
+
+def search(tracking_uri: str, data: str | None, sweep: str | None) -> pd.DataFrame:
+    """The st-workbench runs of one experiment, of one sweep (its trials), or of every experiment."""
+    where = f"tags.`stw.tool` = '{TOOL}'"
+    if sweep:
+        with fetch_run(sweep, tracking_uri) as parent:
+            scope = {"experiment_ids": [parent.run.info.experiment_id]}
+        where += f" and tags.`mlflow.parentRunId` = '{sweep}'"
+    elif data:
+        scope = {"experiment_names": [data]}
+        if mlflow.MlflowClient(tracking_uri).get_experiment_by_name(data) is None:
+            raise RunError(f"no experiment {data!r} in {tracking_uri}; runs of dataset {data} are logged there by "
+                           f"`stw train --data {data}`")
+    else:
+        scope = {"search_all_experiments": True}
+    with tracking_uri_for_search(tracking_uri):
+        return mlflow.search_runs(filter_string=where, output_format="pandas", **scope)
+
+
+def listing(found: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: who it is, its key params and scores, and how it ended."""
+    rows = []
+    for _, run in found.iterrows():
+        tags = {k.removeprefix("tags."): v for k, v in run.items() if k.startswith("tags.")}
+        row = {"run_id": run["run_id"], "name": tags.get("mlflow.runName"), "kind": kind(tags), "data": tags.get("stw.data"),
+               "family": tags.get("stw.family")}
+        row |= {short: _number(run.get(f"params.{key}")) for key, short in KEY_PARAMS.items()}
+        row |= {name: value for name, value in run.items() if name.startswith("metrics.")}
+        started, ended = run["start_time"], run["end_time"]
+        row |= {"status": run["status"], "started": started.strftime("%Y-%m-%d %H:%M:%S"),
+                "duration_s": round((ended - started).total_seconds(), 1) if pd.notna(ended) else None}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ranked(table: pd.DataFrame, metric: str, top: int) -> tuple[pd.DataFrame, str]:
+    """Best first by `metric` (runs without it last), cut to `top` rows (0: all), with a line saying what was done."""
+    column = f"metrics.{metric}"
+    if column in table and table[column].notna().any():
+        table = table.sort_values(column, ascending=metric_mode(metric) == "min", na_position="last", kind="stable")
+        order = f"best {metric} first"
+    else:
+        table = table.sort_values("started", ascending=False, kind="stable")
+        order = f"newest first (no run has {metric}; choose one with --metric)"
+    shown = table if top <= 0 else table.head(top)
+    scores = [f"metrics.{name}" for name in dict.fromkeys([*KEY_METRICS, metric]) if f"metrics.{name}" in table]
+    keep = [c for c in table.columns if not c.startswith("metrics.") and c not in ("status", "started", "duration_s")]
+    shown = shown[[*keep, *scores, "status", "started", "duration_s"]]
+    shown = shown.dropna(axis=1, how="all").rename(columns=lambda c: c.removeprefix("metrics."))
+    return shown, f"{len(shown)} of {len(table)} runs, {order}"
+
+
+def render(table: pd.DataFrame, fmt: str) -> str:
+    if fmt == "csv":
+        return table.to_csv(index=False).rstrip("\n")
+    if fmt == "json":
+        return table.to_json(orient="records", indent=2)
+    rows = [[None if pd.isna(v) else v for v in row] for row in table.itertuples(index=False)]
+    return text_table(list(table.columns), rows, digits=4)
+
+
+def runs_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stw runs", description="List logged runs, best first, built on mlflow.search_runs.")
+    parser.add_argument("--data", default=None, help="dataset whose experiment to list (default: every st-workbench experiment)")
+    parser.add_argument("--sweep", default=None, metavar="PARENT_RUN_ID", help="list the trials of this sweep")
+    parser.add_argument("--top", type=int, default=10, help="show the best N runs; 0 shows all (default: 10)")
+    parser.add_argument("--metric", default="test_mse",
+                        help="rank by this metric, in its own direction (losses ascending, scores descending; default: test_mse)")
+    parser.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format (default: table)")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    return parser
+
+
+def runs_main(argv: list[str]) -> int:
+    args = runs_parser().parse_args(argv)
+    found = search(default_tracking_uri(args.tracking_uri), args.data, args.sweep)
+    if found.empty:
+        print("no st-workbench runs found")
+        return 0
+    table, summary = ranked(listing(found), args.metric, args.top)
+    print(render(table, args.format))
+    if args.format == "table":
+        print(f"\n{summary}; `stw show RUN_ID` for one run, `stw reproduce RUN_ID` to retrain it")
+    return 0
+
+
+def show_text(run: StoredRun, reproduce_command: str) -> str:
+    info = run.run.info
+    parts = [f"run {info.run_id} ({info.run_name}), experiment {info.experiment_id}, {info.status}, kind {kind(run.tags)}"]
+    artifacts = run.artifact_paths()
+    config = run.text(CONFIG).rstrip() if CONFIG in artifacts else "(no config.yaml: not a training run)"
+    parts += ["", "config:", _indent(config)]
+    parts += ["", "metrics:", _indent(text_table(["metric", "value"], [[k, v] for k, v in sorted(run.metrics.items())], digits=9))]
+    parts += ["", "tags:", _indent(text_table(["tag", "value"], [[k, v] for k, v in sorted(run.tags.items())
+                                                                 if not k.startswith("mlflow.log-model")]))]
+    parts += ["", "artifacts:", _indent("\n".join(artifacts) or "(none)")]
+    if CONFIG in artifacts and any(is_final_metric(name) for name in run.metrics):
+        parts += ["", f"reproduce it: {reproduce_command}"]
+    elif kind(run.tags) == "sweep":
+        parts += ["", f"a sweep: reproduce one of its trials, listed by `stw runs --sweep {info.run_id}`"]
+    return "\n".join(parts)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+def show_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="stw show", description="One run: config, metrics, tags, artifacts, and "
+                                     "the command that reproduces it.")
+    parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    args = parser.parse_args(argv)
+    command = f"stw reproduce {args.run_id}" + (f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else "")
+    with fetch_run(args.run_id, args.tracking_uri) as run:
+        print(show_text(run, command))
+    return 0
+
+
+def label(run: StoredRun) -> str:
+    return f"{run.run_id[:8]} {run.tags.get('stw.family', '')}".strip()
+
+
+def differing_params(runs: list[StoredRun]) -> list[list[Any]]:
+    """[param, value in run 1, value in run 2, ...] for every param whose value is not the same in all runs."""
+    names = sorted(set().union(*(run.run.data.params for run in runs)))
+    rows = [[name, *(run.run.data.params.get(name) for run in runs)] for name in names]
+    return [row for row in rows if len(set(row[1:])) > 1]
+
+
+def side_by_side_metrics(runs: list[StoredRun]) -> list[list[Any]]:
+    names = sorted(set().union(*(run.metrics for run in runs)), key=lambda name: (not is_final_metric(name), name))
+    return [[name, *(run.metrics.get(name) for run in runs)] for name in names]
+
+
+def learning_histories(run: StoredRun) -> dict[str, list[tuple[int, float]]]:
+    """Each curve's values in logging order, numbered as epochs (one point per epoch is logged)."""
+    histories = {}
+    for name in CURVES:
+        points = sorted(run.client.get_metric_history(run.run_id, name), key=lambda m: (m.step, m.timestamp))
+        histories[name] = [(epoch, point.value) for epoch, point in enumerate(points)]
+    return histories
+
+
+def compare_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="stw compare", description="Runs side by side: the params that differ and "
+                                     "every metric; optionally their learning curves as a PNG.")
+    parser.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    parser.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="also draw the runs' train and val loss curves")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    args = parser.parse_args(argv)
+    if len(args.run_ids) < 2:
+        parser.error("give two or more run IDs")
+    runs = [fetch_run(run_id, args.tracking_uri) for run_id in args.run_ids]
+    headers = ["param", *(label(run) for run in runs)]
+    params = differing_params(runs)
+    print("params that differ:")
+    print(_indent(text_table(headers, params)) if params else "  (none: every param is the same)")
+    print("\nmetrics:")
+    print(_indent(text_table(["metric", *headers[1:]], side_by_side_metrics(runs), digits=6)))
+    if args.plot:
+        histories = {label(run): learning_histories(run) for run in runs}
+        plots.compare_learning_curves(histories, args.plot, f"{len(runs)} runs")
+        print(f"\nlearning curves: {args.plot}")
+    return 0

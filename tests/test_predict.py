@@ -1,0 +1,165 @@
+"""`stw predict`: a logged run's model and preprocessing on new files, bad input, and tampered checkpoints."""
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from datamodules.ett import TEST_END, VAL_END
+from experiments.cli import main
+from experiments.config import datamodule_for
+from experiments.predict import load_checkpoint
+from experiments.run_store import RunError, fetch_run
+from lightning_modules import TASKS
+
+pytestmark = pytest.mark.slow
+
+TINY = ["trainer.max_epochs=2", "trainer.limit_train_batches=8", "trainer.limit_val_batches=4", "trainer.limit_test_batches=4", "--quiet"]
+ETT = ["--data", "ett", "data.lookback=48", "data.horizon=24", "--model", "lstm", "model.hidden_size=8", *TINY]
+STOCK = ["--data", "stock", "data.lookback=20", "data.horizon=5", "--model", "linear", *TINY]
+SMS = ["--data", "sms", "data.max_len=32", "task.embed_dim=16", "--model", "gru", "model.hidden_size=16", *TINY]
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory, shared_data) -> SimpleNamespace:
+    """One store with a tiny ETT run, a tiny stock run and a tiny SMS run."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlruns') / 'mlflow.db'}"
+    ids = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STW_DATA_DIR", str(shared_data))
+        for name, words in (("ett", ETT), ("stock", STOCK), ("sms", SMS)):
+            assert main(["train", *words, "--tracking-uri", uri]) == 0
+            client = MlflowClient(uri)
+            ids[name] = client.search_runs([client.get_experiment_by_name(name).experiment_id])[0].info.run_id
+    return SimpleNamespace(uri=uri, **ids)
+
+
+def _reference(run_id: str, uri: str):
+    """The run's datamodule with its own preprocessing, and its module loaded the ordinary Lightning way."""
+    with fetch_run(run_id, uri) as run:
+        datamodule = datamodule_for(run.config())
+        datamodule.load_state_dict(run.json("preprocessing.json"))
+        datamodule.setup()
+        module = TASKS[datamodule.task].load_from_checkpoint(run.download("checkpoints/best.ckpt"), weights_only=False)
+        return datamodule, module.eval(), run.final_metrics()
+
+
+def _predict(logged, run_id: str, inputs: list[Path], output: Path) -> int:
+    return main(["predict", run_id, "--input", *map(str, inputs), "--output", str(output), "--tracking-uri", logged.uri])
+
+
+def test_forecasts_of_held_back_rows_are_the_models_own_test_forecasts(logged, shared_data, tmp_path):
+    lookback, horizon, channels = 48, 24, ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+    lines = (shared_data / "ett" / "ETTh1.csv").read_text().splitlines(keepends=True)
+    held_back = tmp_path / "test_rows.csv"  # the standard test part: rows [VAL_END - lookback, TEST_END)
+    held_back.write_text("".join([lines[0], *lines[1 + VAL_END - lookback : 1 + TEST_END]]))
+    assert _predict(logged, logged.ett, [held_back], tmp_path / "forecast.csv") == 0
+    table = pd.read_csv(tmp_path / "forecast.csv", parse_dates=["window_end", "timestamp"])
+
+    datamodule, module, logged_metrics = _reference(logged.ett, logged.uri)
+    test = datamodule.test_dataloader()
+    with torch.no_grad():
+        expected = torch.cat([datamodule.inverse_transform_targets(module(x)) for x, _ in test])  # [N, H, K]
+    n_test = len(test.dataset)
+    assert len(table) == (TEST_END - VAL_END + 1) * horizon  # every window of the file, the last ones running past it
+    forecasts = torch.tensor(table[[f"{c}_forecast" for c in channels]].to_numpy(), dtype=torch.float32)
+    assert torch.equal(forecasts[: n_test * horizon].view(n_test, horizon, 7), expected)
+
+    # The run's logged test_mse is the scaled MSE over its first 4 test batches; the CSV gives it back.
+    scaler, scored = datamodule.target_scaler, 4 * datamodule.options.batch_size * horizon
+    scaled = lambda columns: (table[columns].to_numpy()[:scored] - scaler.mean) / scaler.std  # noqa: E731
+    mse = ((scaled([f"{c}_forecast" for c in channels]) - scaled([f"{c}_actual" for c in channels])) ** 2).mean()
+    assert mse == pytest.approx(logged_metrics["test_mse"], rel=1e-5)
+
+    times = pd.to_datetime([line.split(",")[0] for line in lines[1 + VAL_END - lookback : 1 + TEST_END]])
+    first, last = table.iloc[0], table.iloc[-1]
+    assert first.window_end == times[lookback - 1] and first.step == 1 and first.timestamp == times[lookback]
+    assert first.OT_actual == float(lines[1 + VAL_END].split(",")[-1])
+    assert last.window_end == times[-1] and last.step == horizon and pd.isna(last.OT_actual)
+    assert last.timestamp == times[-1] + pd.Timedelta(hours=horizon)  # hourly spacing continued past the file
+
+
+def test_stock_forecasts_name_trading_days_inside_the_file_and_leave_later_ones_blank(logged, shared_data, tmp_path):
+    lines = (shared_data / "stock" / "spy.us.txt").read_text().splitlines(keepends=True)
+    recent = tmp_path / "SPY.us.txt"
+    recent.write_text("".join([lines[0], *lines[-40:]]))
+    assert _predict(logged, logged.stock, [recent], tmp_path / "spy.csv") == 0
+    table = pd.read_csv(tmp_path / "spy.csv", parse_dates=["window_end", "timestamp"])
+    returns = 40 - 1  # the first day only starts the returns
+    assert len(table) == (returns - 20 + 1) * 5 and list(table.columns[3:]) == ["spy_close_forecast", "spy_close_actual"]
+    past_end = table.timestamp.isna()  # trading days skip weekends and holidays: no date is made up
+    assert past_end.equals(table.spy_close_actual.isna()) and past_end.sum() == 1 + 2 + 3 + 4 + 5
+    other = tmp_path / "aapl.us.txt"
+    other.write_text(recent.read_text())
+    assert _predict(logged, logged.stock, [other], tmp_path / "x.csv") == 2
+
+
+def test_class_probabilities_per_line_are_the_models_own(logged, tmp_path):
+    datamodule, module, _ = _reference(logged.sms, logged.uri)
+    x, labels = next(iter(datamodule.test_dataloader()))
+    texts = datamodule.datasets["test"].texts[: len(labels)]
+    messages = tmp_path / "messages.txt"
+    messages.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    assert _predict(logged, logged.sms, [messages], tmp_path / "labels.csv") == 0
+    table = pd.read_csv(tmp_path / "labels.csv", keep_default_na=False)
+    assert list(table.columns) == ["text", "label", "prob_ham", "prob_spam"] and list(table.text) == texts
+    with torch.no_grad():
+        expected = module.predict_proba(x)
+    probs = torch.tensor(table[["prob_ham", "prob_spam"]].to_numpy(), dtype=torch.float32)
+    torch.testing.assert_close(probs, expected, rtol=0, atol=1e-6)
+    assert list(table.label) == [module.class_names[i] for i in expected.argmax(dim=1).tolist()]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("date,HUFL,HULL,MUFL,MULL,LUFL,LULL,oil\n2018-01-01 00:00:00,1,1,1,1,1,1,1\n", "missing columns ['OT']"),
+    ("date,HUFL,HULL,MUFL,MULL,LUFL,LULL,OT\n" + "".join(f"2018-01-01 {h:02d}:00:00,1,1,1,1,1,1,1\n" for h in range(20)),
+     "20 rows of model inputs, but the run looks back 48 steps (its data.lookback)"),
+])
+def test_bad_forecast_input_is_a_data_error_naming_the_file_and_the_fix(logged, tmp_path, capsys, content, message):
+    bad = tmp_path / "new.csv"
+    bad.write_text(content)
+    assert _predict(logged, logged.ett, [bad], tmp_path / "out.csv") == 2
+    error = capsys.readouterr().err
+    assert str(bad) in error and message in error and not (tmp_path / "out.csv").exists()
+
+
+def test_a_blank_line_in_text_input_is_a_data_error(logged, tmp_path, capsys):
+    messages = tmp_path / "messages.txt"
+    messages.write_text("free entry now\n\nsee you at 5\n")
+    assert _predict(logged, logged.sms, [messages], tmp_path / "out.csv") == 2
+    assert "lines 2 are empty" in capsys.readouterr().err
+
+
+class _RunsCode:
+    """A pickle payload that would create `marker` when unpickled with an unrestricted loader."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_tampered_checkpoint_is_refused_without_running_its_code(logged, shared_data, tmp_path, capsys):
+    marker = tmp_path / "code-ran"
+    tampered = tmp_path / "best.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": _RunsCode(marker)}, tampered)
+    with pytest.raises(RunError, match="refused"):
+        load_checkpoint(tampered)
+    # The same file as a run's checkpoint artifact, beside that run's genuine config and preprocessing.
+    client = MlflowClient(logged.uri)
+    with fetch_run(logged.ett, logged.uri) as genuine:
+        copy = client.create_run(genuine.run.info.experiment_id, tags={"stw.tool": "st-workbench"}).info.run_id
+        for name in ("config.yaml", "preprocessing.json"):
+            client.log_artifact(copy, str(genuine.download(name)))
+    client.log_artifact(copy, str(tampered), artifact_path="checkpoints")
+    capsys.readouterr()
+    assert _predict(logged, copy, [shared_data / "ett" / "ETTh1.csv"], tmp_path / "out.csv") == 2
+    assert "refused" in capsys.readouterr().err
+    assert not marker.exists()
+    torch.load(tampered, weights_only=False)  # the payload is live: an unrestricted load runs it
+    assert marker.exists()
