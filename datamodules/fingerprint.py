@@ -31,4 +31,7 @@ def fingerprint(files: list[Path], options: dict[str, Any]) -> dict[str, Any]:
     """
     hashes = {key: sha256_file(path) for key, path in sorted(file_keys(files).items())}
     payload = json.dumps({"files": hashes, "options": options}, sort_keys=True, default=str)
+    # Options as they read back from fingerprint.json (tuples become lists), so a stored fingerprint and a
+    # freshly computed one compare equal.
+    options = json.loads(json.dumps(options, default=str))
     return {"digest": hashlib.sha256(payload.encode()).hexdigest(), "files": hashes, "options": options}

@@ -57,7 +57,8 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("run_id", metavar="RUN_ID", help="MLflow run ID of a finished run (see `stw runs`)")
     parser.add_argument("--input", nargs="+", required=True, type=Path, metavar="FILE",
                         help="new data in the training data's format: ett one CSV; stock one price file per ticker; "
-                        "sms a text file with one message per line")
+                        "sms a text file with one message per line; video datasets one video file or frame folder per "
+                        "clip; gestures keypoint CSVs")
     parser.add_argument("--output", required=True, type=Path, metavar="FILE", help="CSV to write the predictions to")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
     return parser
@@ -66,8 +67,8 @@ def predict_parser() -> argparse.ArgumentParser:
 def predict_main(argv: list[str]) -> int:
     args = predict_parser().parse_args(argv)
     for path in args.input:
-        if not path.is_file():
-            raise DataError(f"{path}: input file not found; give the file to predict with --input")
+        if not path.exists():  # a folder is one clip of frame images
+            raise DataError(f"{path}: input not found; give the file (or clip folder) to predict with --input")
     with fetch_run(args.run_id, args.tracking_uri) as run:
         run.require(CONFIG, PREPROCESSING, CHECKPOINT)
         config = run.config()

@@ -12,8 +12,15 @@ preprocessing.json (nothing is refitted on the new file), runs the model and ret
   units and <name>_actual (the file's value at that time, empty past its end).
 - text classification (sms): one row per line of a UTF-8 text file holding one raw message per line. Columns:
   text, label (the most probable class), prob_<class> for every class.
-
-Video and gesture classification have no predictor yet; adding one is one more entry here.
+- video classification (moving-shapes, hmdb51-samples, video-folder): one row per clip; each input is one clip,
+  a video file (.avi, .mp4, ...) or a folder of frame images, sampled like a test clip (centred, or
+  data.test_clips evenly spaced clips whose probabilities are averaged, as in testing). Columns: clip (the
+  input's path), label, prob_<class>.
+- gestures: one row per window, not per file, because a recording may hold several gestures and the model
+  labels each window (as training labels it by its last frame). Each input is a CSV with the 16 keypoint columns
+  (the gesture column is not needed); a window is data.clip_len consecutive frames, one starting every
+  data.stride frames. Columns: file, first_frame and last_frame (the window's first and last data row, counted
+  from 0), label, prob_<class>.
 """
 
 from collections.abc import Callable
@@ -29,6 +36,8 @@ from torch import Tensor
 from datamodules import StwDataModule, ett, stock
 from datamodules.errors import DataError
 from datamodules.timeseries import WindowedSeriesDataModule, float32_rows
+from datamodules.video.datamodule import FrameDataModule
+from datamodules.video.gestures import Gestures
 
 Predictor = Callable[[StwDataModule, pl.LightningModule, list[Path]], pd.DataFrame]
 FeatureReader = Callable[[list[Path], Any], tuple[pd.DataFrame, pd.DataFrame]]
@@ -111,20 +120,44 @@ def text_lines(path: Path) -> list[str]:
     return lines
 
 
+def class_table(items: dict[str, Any], probs: Tensor, names: list[str]) -> pd.DataFrame:
+    """The columns naming each item, then label (the most probable class) and prob_<class> for every class."""
+    table = pd.DataFrame({**items, "label": [names[i] for i in probs.argmax(dim=1).tolist()]})
+    for k, name in enumerate(names):
+        table[f"prob_{name}"] = probs[:, k].numpy()
+    return table
+
+
 def classify_texts(datamodule: StwDataModule, module: pl.LightningModule, paths: list[Path]) -> pd.DataFrame:
     texts = text_lines(single_file(paths, "a UTF-8 text file with one message per line"))
     size = datamodule.options.batch_size
     # Encoded batch by batch, each padded to its own longest message, as the test batches were.
     probs = torch.cat([module.predict_proba(datamodule.encode_texts(texts[i : i + size])) for i in range(0, len(texts), size)])
-    names = module.class_names
-    table = pd.DataFrame({"text": texts, "label": [names[i] for i in probs.argmax(dim=1).tolist()]})
-    for k, name in enumerate(names):
-        table[f"prob_{name}"] = probs[:, k].numpy()
-    return table
+    return class_table({"text": texts}, probs, module.class_names)
+
+
+def classify_clips(datamodule: FrameDataModule, module: pl.LightningModule, paths: list[Path]) -> pd.DataFrame:
+    clips = torch.cat([datamodule.inputs_for(path) for path in paths])  # [N, T, C, H, W] or [N, test_clips, T, C, H, W]
+    test_clips = datamodule.options.test_clips
+    probs = batched(lambda x: module.predict_proba(x, test_clips), clips, datamodule.options.batch_size)
+    return class_table({"clip": [str(path) for path in paths]}, probs, module.class_names)
+
+
+def classify_windows(datamodule: Gestures, module: pl.LightningModule, paths: list[Path]) -> pd.DataFrame:
+    windows = [datamodule.inputs_for(path) for path in paths]  # per file [W, T, F], windows data.stride apart
+    probs = batched(module.predict_proba, torch.cat(windows), datamodule.options.batch_size)
+    first = np.concatenate([np.arange(len(w)) * datamodule.options.stride for w in windows])
+    items = {"file": np.repeat([str(path) for path in paths], [len(w) for w in windows]),
+             "first_frame": first, "last_frame": first + datamodule.options.clip_len - 1}
+    return class_table(items, probs, module.class_names)
 
 
 PREDICTORS: dict[str, Predictor] = {
     "ett": forecaster(ett_features),
     "stock": forecaster(stock_features),
     "sms": classify_texts,
+    "gestures": classify_windows,
+    "moving-shapes": classify_clips,
+    "hmdb51-samples": classify_clips,
+    "video-folder": classify_clips,
 }
