@@ -9,6 +9,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.windows import batch_loader
 
 
 @dataclass
@@ -19,11 +22,13 @@ class DataOptions:
         root: data folder; default $STW_DATA_DIR, else ./data.
         batch_size: windows or items per batch.
         download: fetch missing files from the dataset's public source (checked against sha256).
+        seed: the run's seed, passed down by the run (not a CLI option): split and batch order.
     """
 
     root: str | None = None
     batch_size: int = 64
     download: bool = True
+    seed: int = 0
 
 
 # Options that say where or how fast data is read, never what the tensors hold: kept out of fingerprints.
@@ -31,14 +36,25 @@ NON_SHAPING_OPTIONS = frozenset({"root", "batch_size", "download"})
 
 
 class StwDataModule(pl.LightningDataModule):
-    """Base for registered datamodules. Subclasses set `Options`, `task` and implement `setup`."""
+    """Base for registered datamodules. Subclasses set `Options`, `task` and implement `setup`, which fills
+    `datasets` ("train", "val", "test"); each dataset answers a whole batch of indices at once."""
 
     Options: ClassVar[type[DataOptions]] = DataOptions
     task: ClassVar[str]  # "forecast" or "classify": which LightningModule trains on it
+    datasets: dict[str, Dataset]
 
     def __init__(self, options: DataOptions) -> None:
         super().__init__()
         self.options = options
+
+    def train_dataloader(self) -> DataLoader:
+        return batch_loader(self.datasets["train"], self.options.batch_size, shuffle=True, seed=self.options.seed)
+
+    def val_dataloader(self) -> DataLoader:
+        return batch_loader(self.datasets["val"], self.options.batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return batch_loader(self.datasets["test"], self.options.batch_size, shuffle=False)
 
     def shaping_options(self) -> dict[str, Any]:
         """The options that change the tensors; part of the fingerprint."""

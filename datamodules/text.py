@@ -28,7 +28,6 @@ from datamodules.errors import DataError
 from datamodules.fingerprint import fingerprint
 from datamodules.paths import data_root
 from datamodules.text_vocab import PAD_ID, SPECIAL_TOKENS, TextTokenizer, fit_tokenizer
-from datamodules.windows import batch_loader
 
 log = logging.getLogger(__name__)
 
@@ -310,11 +309,6 @@ class TextDataModule(StwDataModule):
             order = RandomSampler(train, generator=generator)
         return DataLoader(train, sampler=LengthBuckets(order, train.lengths, self.options.batch_size, generator), batch_size=None)
 
-    def val_dataloader(self) -> DataLoader:
-        return batch_loader(self.datasets["val"], self.options.batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return batch_loader(self.datasets["test"], self.options.batch_size, shuffle=False)
 
     def encode_texts(self, texts: list[str]) -> Tensor:
         """Raw texts -> ids [N, T] (LongTensor, padded with pad_id to the longest) with the fitted tokenizer."""

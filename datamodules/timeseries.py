@@ -14,13 +14,12 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from datamodules.base import DataOptions, StwDataModule
 from datamodules.download import Source, ensure_file
 from datamodules.errors import DataError
 from datamodules.fingerprint import fingerprint
-from datamodules.windows import WindowDataset, batch_loader
+from datamodules.windows import WindowDataset
 
 
 @dataclass
@@ -153,7 +152,7 @@ class WindowedSeriesDataModule(StwDataModule):
         self.input_scaler: StandardScaler | None = None
         self.target_scaler: StandardScaler | None = None
         self.series: dict[str, tuple[Tensor, Tensor]] = {}  # split -> scaled inputs [T, C], targets [T, K]
-        self.windows: dict[str, WindowDataset] = {}
+        self.datasets: dict[str, WindowDataset] = {}
         self._timestamps: dict[str, pd.DatetimeIndex] = {}
 
     # --- dataset hooks ---------------------------------------------------------------------------------------
@@ -180,7 +179,7 @@ class WindowedSeriesDataModule(StwDataModule):
                 ensure_file(source.url, path, source.sha256)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.windows:
+        if self.datasets:
             return  # Lightning calls setup once per stage; the tensors are the same for every stage
         self._require_files()
         inputs, targets = self.load_features()
@@ -197,16 +196,7 @@ class WindowedSeriesDataModule(StwDataModule):
             series[split] = (x, y)
             windows[split] = WindowDataset(x, y, self.options.lookback, self.options.horizon)
             timestamps[split] = inputs.index[start:stop]
-        self.series, self.windows, self._timestamps = series, windows, timestamps
-
-    def train_dataloader(self) -> DataLoader:
-        return batch_loader(self.windows["train"], self.options.batch_size, shuffle=True, seed=self.options.seed)
-
-    def val_dataloader(self) -> DataLoader:
-        return batch_loader(self.windows["val"], self.options.batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return batch_loader(self.windows["test"], self.options.batch_size, shuffle=False)
+        self.series, self.datasets, self._timestamps = series, windows, timestamps
 
     def state_dict(self) -> dict[str, Any]:
         """The fitted preprocessing, JSON-serialisable; empty before setup (nothing is fitted yet)."""
@@ -223,8 +213,8 @@ class WindowedSeriesDataModule(StwDataModule):
             return
         self.input_scaler = StandardScaler.from_dict(state["input_scaler"])
         self.target_scaler = StandardScaler.from_dict(state["target_scaler"])
-        if self.windows:  # Lightning restores a checkpoint after setup: rescale the tensors with the loaded scaler
-            self.windows = {}
+        if self.datasets:  # Lightning restores a checkpoint after setup: rescale the tensors with the loaded scaler
+            self.datasets = {}
             self.setup()
 
     # --- what models and evaluation read ---------------------------------------------------------------------

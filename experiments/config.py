@@ -8,7 +8,7 @@ and `config_from_dict` turns it back into the same run.
 
 import argparse
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,4 @@ def dump_config(config: dict[str, Any]) -> str:
 def datamodule_for(config: dict[str, Any]) -> StwDataModule:
     """The run's datamodule. The run's `seed` is its data seed too (split, shuffling), so one number seeds all."""
     options = {k: v for k, v in config["data"].items() if k != "name"}
-    if "seed" in {f.name for f in fields(dataset_class(config["data"]["name"]).Options)}:
-        options["seed"] = config["seed"]
-    return build_datamodule(config["data"]["name"], options)
+    return build_datamodule(config["data"]["name"], {**options, "seed": config["seed"]})

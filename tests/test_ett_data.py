@@ -36,7 +36,7 @@ def set_up(**options) -> EttDataModule:
 @pytest.mark.parametrize("lookback", [96, 336])
 def test_protocol_borders_and_window_counts(lookback: int, raw: pd.DataFrame) -> None:
     module = set_up(lookback=lookback, horizon=96)
-    assert {split: len(windows) for split, windows in module.windows.items()} == {
+    assert {split: len(windows) for split, windows in module.datasets.items()} == {
         "train": 8640 - lookback - 96 + 1,
         "val": 2785,
         "test": 2785,
@@ -60,7 +60,7 @@ def test_scaler_holds_the_train_rows_statistics_not_the_whole_files(ett96: EttDa
 
 def test_windows_are_views_of_one_tensor_per_split(ett96: EttDataModule) -> None:
     inputs, targets = ett96.series["test"]
-    windows = ett96.windows["test"]
+    windows = ett96.datasets["test"]
     assert inputs.is_contiguous() and targets.is_contiguous()
     assert windows.x.untyped_storage().data_ptr() == inputs.untyped_storage().data_ptr()
     assert windows.y.untyped_storage().data_ptr() == targets.untyped_storage().data_ptr()
@@ -70,7 +70,7 @@ def test_windows_are_views_of_one_tensor_per_split(ett96: EttDataModule) -> None
 
 def test_window_content_and_timestamps_equal_the_raw_rows(ett96: EttDataModule, raw: pd.DataFrame) -> None:
     index, start, lookback, horizon = 1000, 11520 - 96, 96, 96
-    x, y = ett96.windows["test"][[index]]
+    x, y = ett96.datasets["test"][[index]]
     assert x.shape == (1, lookback, 7) and y.shape == (1, horizon, 7) and x.dtype == torch.float32
     first_target = start + index + lookback
     np.testing.assert_allclose(
@@ -96,8 +96,8 @@ def test_modes_choose_input_and_target_channels(mode, n_inputs, target_names, ta
 
 def test_targets_of_a_target_channel_equal_that_input_channel() -> None:
     module = set_up(mode="MS", lookback=24, horizon=12)
-    _, y = module.windows["train"][[0, 500]]
-    next_batch_x, _ = module.windows["train"][[24, 524]]
+    _, y = module.datasets["train"][[0, 500]]
+    next_batch_x, _ = module.datasets["train"][[24, 524]]
     torch.testing.assert_close(y[:, 0, 0], next_batch_x[:, 0, 6])
 
 
@@ -109,7 +109,7 @@ def test_loaders_shuffle_train_with_the_seed_and_keep_every_window(ett96: EttDat
     assert not torch.equal(first, next(iter(other_seed.train_dataloader()))[0])
     test_batches = list(ett96.test_dataloader())
     assert sum(len(x) for x, _ in test_batches) == 2785
-    torch.testing.assert_close(test_batches[0][0][0], ett96.windows["test"][[0]][0][0])  # test is not shuffled
+    torch.testing.assert_close(test_batches[0][0][0], ett96.datasets["test"][[0]][0][0])  # test is not shuffled
 
 
 def test_features_from_frame_reproduces_the_setup_tensors(ett96: EttDataModule, shared_data: Path) -> None:

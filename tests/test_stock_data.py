@@ -37,7 +37,7 @@ def test_spy_inputs_are_daily_log_returns_and_the_target_is_the_close_return(spy
     assert spec["input_names"] == ["spy_open", "spy_high", "spy_low", "spy_close", "spy_volume"]
     assert (spec["target_names"], spec["target_index"], spec["lookback"], spec["horizon"]) == (["spy_close"], [3], 60, 5)
     prices = raw(shared_data, "spy")
-    x, y = spy.windows["val"][[7]]
+    x, y = spy.datasets["val"][[7]]
     start = spy.split_timestamps("val")[7]
     row = prices.index.get_loc(start)
     expected_close = np.log(prices["Close"].to_numpy()[row : row + 60] / prices["Close"].to_numpy()[row - 1 : row + 59])
@@ -56,7 +56,7 @@ def test_splits_are_chronological_with_a_horizon_of_rows_between_them(spy) -> No
         assert np.all(np.diff(positions[before]) == 1)
         assert positions[after][0] - positions[before][-1] - 1 == spy.options.horizon
     # The last train target lies a full horizon before the first val input.
-    last_train_target = spy.split_timestamps("train")[len(spy.windows["train"]) - 1 + 60 + 4]
+    last_train_target = spy.split_timestamps("train")[len(spy.datasets["train"]) - 1 + 60 + 4]
     first_val_input = spy.split_timestamps("val")[0]
     assert inputs.index.get_loc(first_val_input) - inputs.index.get_loc(last_train_target) == spy.options.horizon + 1
     sizes = [len(positions[split]) for split in ("train", "val", "test")]
@@ -107,7 +107,7 @@ def test_yahoo_files_put_open_high_low_close_on_the_adj_close_basis(tmp_path: Pa
     pd.testing.assert_frame_equal(read_frame(path), read_frame(shared_data / "stock" / "spy.us.txt").iloc[:300], rtol=1e-12)
     module = set_up(paths=[str(path)], lookback=20, horizon=3)
     assert module.spec["target_names"] == ["spy_close"]
-    assert len(module.windows["test"]) == (300 - 1 - 6) - int(293 * 0.7) - int(293 * 0.15) - 20 - 3 + 1
+    assert len(module.datasets["test"]) == (300 - 1 - 6) - int(293 * 0.7) - int(293 * 0.15) - 20 - 3 + 1
 
 
 def test_features_from_frames_reproduce_the_setup_tensors(shared_data: Path) -> None:

@@ -20,7 +20,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from datamodules import register_dataset
 from datamodules.base import DataOptions, StwDataModule
@@ -32,7 +31,6 @@ from datamodules.video.decode import DecodeOptions, FrameCache, UnreadableClip, 
 from datamodules.video.layouts import LAYOUTS, SPLITS, ClipRef, find_class_clips, frame_files, read_split_file
 from datamodules.video.splits import split_clips
 from datamodules.video.storage import cache_root
-from datamodules.windows import batch_loader
 
 
 @dataclass
@@ -250,15 +248,6 @@ class FrameDataModule(StwDataModule):
                             "lower --data.crop or raise --data.resize")
 
     # --- LightningDataModule ----------------------------------------------------------------------------------
-    def train_dataloader(self) -> DataLoader:
-        return batch_loader(self.datasets["train"], self.options.batch_size, shuffle=True, seed=self.options.seed)
-
-    def val_dataloader(self) -> DataLoader:
-        return batch_loader(self.datasets["val"], self.options.batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return batch_loader(self.datasets["test"], self.options.batch_size, shuffle=False)
-
     def state_dict(self) -> dict[str, Any]:
         """Class names, the training split's per-channel mean and std, and the frame shape; JSON-serialisable."""
         if self.mean is None:

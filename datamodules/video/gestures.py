@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from datamodules import register_dataset
 from datamodules.base import DataOptions, StwDataModule
@@ -24,7 +24,6 @@ from datamodules.errors import DataError
 from datamodules.fingerprint import fingerprint
 from datamodules.paths import data_root
 from datamodules.video.layouts import SPLITS
-from datamodules.windows import batch_loader
 
 # Label i is GESTURES[i] (the source repository's label_list; 10 is the non-gesture "standby").
 GESTURES = ("attention", "ready", "crank", "stop", "move", "turn-left", "turn-right", "speed-up", "slow-down", "kill", "standby")
@@ -181,15 +180,6 @@ class Gestures(StwDataModule):
             if not len(dataset):
                 raise DataError(f"the {name} split ({', '.join(self.persons[name])}) has no window of "
                                 f"{self.options.clip_len} frames; lower --data.clip_len")
-
-    def train_dataloader(self) -> DataLoader:
-        return batch_loader(self.datasets["train"], self.options.batch_size, shuffle=True, seed=self.options.seed)
-
-    def val_dataloader(self) -> DataLoader:
-        return batch_loader(self.datasets["val"], self.options.batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return batch_loader(self.datasets["test"], self.options.batch_size, shuffle=False)
 
     def state_dict(self) -> dict[str, Any]:
         """Class and keypoint names and the training participants' per-coordinate mean and std; JSON-serialisable."""
