@@ -10,6 +10,7 @@ Data: $STW_DATA_DIR (the shared folder in CI), else ./data with a checked downlo
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ RUNS = {
     "linear (RLinear)": {"data": {"lookback": 336, "batch_size": 32}, "model": {"family": "linear", "decomposition": False},
                          "task": {"channel_independent": True, "revin": True},
                          "optim": {"lr": 0.005, "scheduler": "step", "step_size": 1, "gamma": 0.5}},
-    "linear (RLinear, L=512)": {"data": {"lookback": 512, "batch_size": 32},
+    "linear (RLinear L=512)": {"data": {"lookback": 512, "batch_size": 32},
                                 "model": {"family": "linear", "decomposition": False},
                                 "task": {"channel_independent": True, "revin": True},
                                 "optim": {"lr": 0.005, "scheduler": "step", "step_size": 1, "gamma": 0.5}},
@@ -66,17 +67,16 @@ def config_for(name: str, seed: int = 0) -> dict:
     return config_from_dict(deep_merge(deep_merge(COMMON, RUNS[name]), {"seed": seed, "trainer": {"progress": False}}))
 
 
-def benchmark_families(names: list[str], tracking_uri: str | None) -> list[dict]:
-    rows = []
-    for name in names:
-        config = config_for(name)
-        result = run_training(config, tracking_uri, quiet=True, tags={"stw.benchmark": "ett_protocol"})
-        row = {"model": name, "lookback": config["data"]["lookback"], "test_mse": result.metrics["test_mse"],
-               "test_mae": result.metrics["test_mae"], "train_seconds": result.metrics["fit_seconds"],
-               "epochs": config["trainer"]["max_epochs"], "run_id": result.run_id}
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-    return rows
+def benchmark_family(name: str, tracking_uri: str | None) -> dict:
+    config = config_for(name)
+    load_before = os.getloadavg()[0]
+    result = run_training(config, tracking_uri, quiet=True, tags={"stw.benchmark": "ett_protocol"})
+    row = {"model": name, "lookback": config["data"]["lookback"], "test_mse": result.metrics["test_mse"],
+           "test_mae": result.metrics["test_mae"], "train_seconds": result.metrics["fit_seconds"],
+           "epochs": config["trainer"]["max_epochs"], "load_average": [load_before, os.getloadavg()[0]],
+           "run_id": result.run_id}
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def hand_written_loop(config: dict) -> float:
@@ -120,16 +120,17 @@ def benchmark_overhead(name: str, epochs: int, repeats: int, tracking_uri: str |
         tracked.append(tracked_run(config, tracking_uri))
     ratio = statistics.median(tracked) / statistics.median(hand)
     row = {"model": name, "epochs": epochs, "repeats": repeats, "hand_seconds": hand, "tracked_seconds": tracked,
-           "ratio_of_medians": ratio}
+           "ratio_of_medians": ratio, "load_average_after": os.getloadavg()[0]}
     print(json.dumps(row), flush=True)
     return row
 
 
 def markdown(rows: list[dict], overhead: list[dict]) -> str:
     lines = ["# ETTh1 multivariate, H = 96 (standard protocol, 2-core CPU)", "",
-             "| model | lookback | test MSE | test MAE | train s | MLflow run |", "|---|---|---|---|---|---|"]
+             "Train seconds depend on what else the 2 cores were doing: the load average at start and end is shown.", "",
+             "| model | lookback | test MSE | test MAE | train s | load | MLflow run |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['lookback']} | {r['test_mse']:.3f} | {r['test_mae']:.3f} | {r['train_seconds']:.0f} | "
-              f"`{r['run_id'][:8]}` |" for r in rows]
+              f"{'-'.join(f'{v:.1f}' for v in r.get('load_average', [])) or 'n/a'} | `{r['run_id'][:8]}` |" for r in rows]
     lines += ["", "Published (PROVENANCE.md):", "", "| model | MSE | MAE |", "|---|---|---|"]
     lines += [f"| {name} | {mse:.3f} | {mae:.3f} |" for name, (mse, mae) in PUBLISHED.items()]
     if overhead:
@@ -144,8 +145,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", default=",".join(RUNS), help="comma-separated names from RUNS")
     parser.add_argument("--overhead-models", default="linear (DLinear),rnn (GRU)")
-    parser.add_argument("--overhead-epochs", type=int, default=3)
-    parser.add_argument("--overhead-repeats", type=int, default=3)
+    parser.add_argument("--overhead-epochs", type=int, default=2)
+    parser.add_argument("--overhead-repeats", type=int, default=2)
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
@@ -153,14 +154,24 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     names = [n for n in args.families.split(",") if n]
-    rows = benchmark_families(names, args.tracking_uri) if names else []
-    overhead = [] if args.skip_overhead else [
-        benchmark_overhead(n, args.overhead_epochs, args.overhead_repeats, args.tracking_uri)
-        for n in args.overhead_models.split(",") if n]
     args.out.mkdir(parents=True, exist_ok=True)
-    stamp = {"date": time.strftime("%Y-%m-%d %H:%M"), "threads": args.threads, "cpus": torch.get_num_threads()}
-    (args.out / "ett_protocol.json").write_text(json.dumps({**stamp, "runs": rows, "overhead": overhead}, indent=2))
-    (args.out / "ett_protocol.md").write_text(markdown(rows, overhead))
+    path = args.out / "ett_protocol.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    # Measurements of models not run this time are kept, so the table can be completed in several sittings.
+    rows = [r for r in earlier.get("runs", []) if r["model"] not in names]
+    overhead = [] if not args.skip_overhead else earlier.get("overhead", [])
+
+    def save() -> None:  # after every measurement, so a crash or Ctrl-C keeps what was measured
+        stamp = {"date": time.strftime("%Y-%m-%d %H:%M"), "threads": args.threads}
+        path.write_text(json.dumps({**stamp, "runs": rows, "overhead": overhead}, indent=2))
+        (args.out / "ett_protocol.md").write_text(markdown(rows, overhead))
+
+    for name in names:
+        rows.append(benchmark_family(name, args.tracking_uri))
+        save()
+    for name in [] if args.skip_overhead else [n for n in args.overhead_models.split(",") if n]:
+        overhead.append(benchmark_overhead(name, args.overhead_epochs, args.overhead_repeats, args.tracking_uri))
+        save()
     print(markdown(rows, overhead))
 
 
