@@ -48,7 +48,7 @@ RUNS = {
     "mlp": {"data": {"lookback": 336, "batch_size": 64}, "model": {"family": "mlp", "hidden_size": 256, "num_layers": 2},
             "task": {"channel_independent": True, "revin": True}, "optim": {"lr": 0.001}},
     "cnn": {"data": {"lookback": 336, "batch_size": 64},
-            "model": {"family": "cnn", "channels": 32, "num_layers": 3, "kernel_size": 5, "pool": "avg", "pool_size": 8},
+            "model": {"family": "cnn", "channels": 32, "num_layers": 3, "kernel_size": 5, "pool": "avg", "pool_size": 4},
             "task": {"channel_independent": True, "revin": True}, "optim": {"lr": 0.001}},
     "rnn (GRU)": {"data": {"lookback": 96, "batch_size": 64}, "model": {"family": "gru", "hidden_size": 64},
                   "task": {"revin": True, "head": "last"}, "optim": {"lr": 0.001}},
