@@ -1,6 +1,6 @@
 """The LightningModule that trains a Classifier and scores it beside the majority-class baseline.
 
-Shared by every classification dataset (text now, video later): the datamodule's spec says what the input is
+Shared by every classification dataset (text, video frames, keypoints): the datamodule's spec says what the input is
 (input_kind), how many classes there are and their names, and how many training items each class has.
 """
 
@@ -24,6 +24,7 @@ from torchmetrics.classification import (
 )
 
 from lightning_modules.classifier import Classifier
+from lightning_modules.frame_cnn import FrameCNNOptions, FramePooling
 from lightning_modules.heads import Pooling
 from lightning_modules.optim import OptimConfig, configure_optimizers
 
@@ -43,6 +44,14 @@ class ClassifyTask:
             counts as much as a common one; "none" weighs items equally. Weights the datamodule gives itself
             (e.g. data.class_weighting=inverse on text) are always used.
         input_noise: std of Gaussian noise added to float training inputs (vectors, frames); token ids are never noised.
+        frame_channels: frames stem: channels of the per-frame CNN's first convolution; every later layer doubles them.
+        frame_layers: frames stem: convolution layers per frame (3x3, batch norm, ReLU, 2x2 max pooling), each
+            halving the frame's sides.
+        frame_pooling: frames stem: how each frame's last feature map becomes one vector: "max" or "avg" over
+            positions, "attention" (learned weights over positions), or "flatten" (the whole map, layout kept:
+            where things are, and so motion, is then easiest to read; pooling suits appearance-driven tasks).
+        frame_coords: frames stem: every convolution also reads x and y coordinate channels (CoordConv), so
+            features pooled over positions can still say where things are, and so show motion across frames.
     """
 
     embed_dim: int = 64
@@ -52,6 +61,14 @@ class ClassifyTask:
     label_smoothing: float = 0.0
     class_weighting: Literal["none", "inverse"] = "none"
     input_noise: float = 0.0
+    frame_channels: int = 16
+    frame_layers: int = 3
+    frame_pooling: FramePooling = "flatten"
+    frame_coords: bool = True
+
+    @property
+    def frame_cnn(self) -> FrameCNNOptions:
+        return FrameCNNOptions(self.frame_channels, self.frame_layers, self.frame_pooling, self.frame_coords)
 
 
 def class_weights(class_weighting: str, spec: dict[str, Any]) -> Tensor | None:
@@ -145,7 +162,9 @@ class ClassificationModule(pl.LightningModule):
 
     Task = ClassifyTask
     sweep_metric = "val_f1"
-    sweep_families = ("cnn", "rnn", "transformer", "cnn_rnn_transformer")  # variable-length inputs: no linear/mlp
+    # Families that work on every classify dataset: variable-length text rules out linear/mlp, and the clip
+    # families (c3d, convlstm) read frames only, so a video sweep picks them with --families.
+    sweep_families = ("cnn", "rnn", "transformer", "cnn_rnn_transformer")
 
     def __init__(self, config: dict[str, Any], spec: dict[str, Any]) -> None:
         super().__init__()
@@ -156,6 +175,7 @@ class ClassificationModule(pl.LightningModule):
         self.model = Classifier(
             config["model"]["family"], model_cfg, spec=spec, embed_dim=task.embed_dim,
             embed_dropout=task.embed_dropout, pooling=task.pooling, head_dropout=task.head_dropout,
+            frame_cnn=task.frame_cnn,
         )
         self.loss_fn = nn.CrossEntropyLoss(weight=class_weights(task.class_weighting, spec),
                                            label_smoothing=task.label_smoothing)

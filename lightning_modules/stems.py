@@ -1,13 +1,18 @@
 """Modality stems: what turns a batch's raw input into the [B, T, D] sequence every encoder family reads.
 
-One registry, keyed by the datamodule spec's `input_kind`, so a new modality adds a stem here and nothing
-else in the model changes. A stem maps an input batch to (h [B, T, D], mask [B, T] bool True=real, or None)
-and exposes `out_dim` (D) and `seq_len` (T, or None when items differ in length).
+One registry, keyed by the datamodule spec's `input_kind` and by what the family reads (its `input`: "steps"
+for almost all, "clip" for the video families that convolve over raw frames), so a new modality adds a stem
+here and nothing else in the model changes. A stem maps an input batch to (h [B, T, D], mask [B, T] bool
+True=real, or None) and exposes `out_dim` (D) and `seq_len` (T, or None when items differ in length); the
+clip stem hands the frames on unchanged, with out_dim the frame shape (C, H, W).
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor, nn
+
+from lightning_modules.frame_cnn import FrameCNN, FrameCNNOptions
 
 
 class TokenStem(nn.Module):
@@ -44,19 +49,65 @@ class VectorStem(nn.Module):
         return self.dropout(self.project(x)), None
 
 
-STEMS: dict[str, type[nn.Module]] = {
-    "tokens": TokenStem,
-    "vectors": VectorStem,
-    # "frames": a per-frame 2D CNN, [B, T, C, H, W] -> [B, T, D], comes with the video issue.
+class FrameStem(nn.Module):
+    """Frames [B, T, C, H, W] -> one feature vector per frame from a small 2D CNN, projected to [B, T, dim].
+
+    Every frame goes through the same CNN on its own ([B*T, C, H, W] in one batch); reads spec["frame_shape"]
+    and spec["clip_len"]. Clips are never padded, so the mask is None.
+    """
+
+    def __init__(self, spec: dict[str, Any], dim: int, dropout: float, cnn: FrameCNNOptions) -> None:
+        super().__init__()
+        self.cnn = FrameCNN(spec["frame_shape"], cnn)
+        self.project = nn.Linear(self.cnn.out_dim, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.out_dim, self.seq_len = dim, spec["clip_len"]
+
+    def forward(self, clips: Tensor) -> tuple[Tensor, Tensor | None]:
+        batch, steps = clips.shape[:2]
+        features = self.cnn(clips.flatten(0, 1)).unflatten(0, (batch, steps))
+        return self.dropout(self.project(features)), None
+
+
+class ClipStem(nn.Module):
+    """Frames [B, T, C, H, W] handed on as they are, for families that read raw clips; out_dim is (C, H, W)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__()
+        self.out_dim, self.seq_len = tuple(spec["frame_shape"]), spec["clip_len"]
+
+    def forward(self, clips: Tensor) -> tuple[Tensor, Tensor | None]:
+        return clips, None
+
+
+# (spec, dim, dropout, frame CNN options) -> stem; each stem reads only what its input needs.
+StemFactory = Callable[[dict[str, Any], int, float, FrameCNNOptions], nn.Module]
+STEMS: dict[tuple[str, str], StemFactory] = {
+    ("tokens", "steps"): lambda spec, dim, dropout, cnn: TokenStem(spec, dim, dropout),
+    ("vectors", "steps"): lambda spec, dim, dropout, cnn: VectorStem(spec, dim, dropout),
+    ("frames", "steps"): FrameStem,
+    ("frames", "clip"): lambda spec, dim, dropout, cnn: ClipStem(spec),
 }
 
 
-def build_stem(spec: dict[str, Any], dim: int, dropout: float) -> nn.Module:
-    """The stem for spec["input_kind"]; an unknown kind lists the registered ones."""
+def build_stem(spec: dict[str, Any], dim: int, dropout: float, reads: str = "steps",
+               frame_cnn: FrameCNNOptions | None = None) -> nn.Module:
+    """The stem that turns spec["input_kind"] into what the family reads ("steps" or "clip").
+
+    An unknown kind lists the registered ones; a kind that cannot give what the family reads (raw clips from
+    keypoint vectors) names the kinds that can.
+    """
     kind = spec.get("input_kind")
-    if kind not in STEMS:
-        raise ValueError(f"no stem for input_kind {kind!r}; registered: {', '.join(sorted(STEMS))}")
-    return STEMS[kind](spec, dim, dropout)
+    kinds = sorted({k for k, _ in STEMS})
+    if kind not in kinds:
+        raise ValueError(f"no stem for input_kind {kind!r}; registered: {', '.join(kinds)}")
+    if (kind, reads) not in STEMS:
+        givers = sorted(k for k, r in STEMS if r == reads)
+        feeds = sorted(r for k, r in STEMS if k == kind)
+        raise ValueError(f"the family reads {reads!r} input, which input_kind {', '.join(givers)} gives but {kind!r} "
+                         f"does not; choose a family that reads {' or '.join(map(repr, feeds))} "
+                         "(e.g. rnn, transformer, cnn_rnn_transformer)")
+    return STEMS[kind, reads](spec, dim, dropout, frame_cnn or FrameCNNOptions())
 
 
-__all__ = ["STEMS", "TokenStem", "VectorStem", "build_stem"]
+__all__ = ["STEMS", "ClipStem", "FrameStem", "TokenStem", "VectorStem", "build_stem"]

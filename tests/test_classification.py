@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from experiments.config import config_from_dict, parse_run_args, run_parser
-from experiments.search_space import load_space, nest
+from experiments.search_space import knobs_for, load_space, nest
 from experiments.task_reports import TASK_REPORTS, classification_report
 from lightning_modules import TASKS
 from lightning_modules.classification import ClassificationModule, MatthewsCorrCoef, Predictions
@@ -22,8 +22,9 @@ from lightning_modules.families import FAMILIES
 from lightning_modules.heads import ClassificationHead
 from lightning_modules.stems import STEMS, build_stem
 
-VARIABLE_LENGTH_FAMILIES = ["cnn", "rnn", "transformer", "cnn_rnn", "cnn_transformer", "cnn_rnn_transformer"]
+VARIABLE_LENGTH_FAMILIES = ["cnn", "rnn", "transformer", "cnn_rnn", "cnn_transformer", "cnn_rnn_transformer", "frame_avg"]
 FIXED_LENGTH_FAMILIES = ["linear", "mlp"]
+CLIP_FAMILIES = ["c3d", "convlstm"]  # read raw frames only: specified in test_video_models.py
 POOLINGS = ["last", "mean", "max", "attention"]
 TOKENS = {"input_kind": "tokens", "vocab_size": 40, "pad_id": 0, "num_classes": 3}
 LENGTHS = [9, 4, 6, 1]
@@ -43,8 +44,8 @@ def classifier(family: str, family_config: dict | None = None, pooling: str = "m
 
 # Models: stems, heads and every family behind them.
 
-def test_every_family_is_classified_as_variable_length_or_fixed_length() -> None:
-    assert sorted(VARIABLE_LENGTH_FAMILIES + FIXED_LENGTH_FAMILIES) == sorted(FAMILIES)
+def test_every_family_is_classified_as_variable_length_fixed_length_or_clip() -> None:
+    assert sorted(VARIABLE_LENGTH_FAMILIES + FIXED_LENGTH_FAMILIES + CLIP_FAMILIES) == sorted(FAMILIES)
 
 
 @pytest.mark.parametrize("family", VARIABLE_LENGTH_FAMILIES)
@@ -117,9 +118,9 @@ def test_vector_stem_projects_per_step_features_and_lets_fixed_length_families_w
 
 
 def test_an_input_kind_without_a_stem_lists_the_registered_ones() -> None:
-    assert sorted(STEMS) == ["tokens", "vectors"]
-    with pytest.raises(ValueError, match="no stem for input_kind 'frames'; registered: tokens, vectors"):
-        build_stem({"input_kind": "frames"}, dim=8, dropout=0.0)
+    assert sorted({kind for kind, _ in STEMS}) == ["frames", "tokens", "vectors"]
+    with pytest.raises(ValueError, match="no stem for input_kind 'audio'; registered: frames, tokens, vectors"):
+        build_stem({"input_kind": "audio"}, dim=8, dropout=0.0)
 
 
 # The classification LightningModule, driven with known logits: an Echo model returns its input as logits.
@@ -275,7 +276,7 @@ def test_report_writes_a_confusion_matrix_figure_and_a_per_class_table(tmp_path)
 @pytest.mark.parametrize("family", VARIABLE_LENGTH_FAMILIES)
 def test_every_sms_search_space_knob_is_a_valid_key_of_a_text_run(family: str) -> None:
     space = load_space()
-    knobs = {**space["shared"], **space["datasets"]["sms"], **space["families"][family]}
+    knobs = knobs_for(space, "sms", family, fixed=set())
     assert {"task.embed_dim", "task.pooling", "task.label_smoothing", "task.class_weighting", "data.tokenizer",
             "data.vocab_size", "data.max_len"} <= set(knobs)
     first = {path: (dist["choice"] if "choice" in dist else dist.get("float") or dist.get("int"))[0]

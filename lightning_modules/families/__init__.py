@@ -1,6 +1,8 @@
-"""The model-family registry: name -> (config dataclass, encoder class), plus short aliases.
+"""The model-family registry: name -> (config dataclass, encoder class, what it reads), plus short aliases.
 
 A family is one file that calls `register_family`; adding one touches that file and one import line below.
+Most families read a modality stem's per-step vectors (input "steps"); video families that convolve or recur
+over whole frames read the raw clip (input "clip"), and the classifier builds the stem that gives them that.
 """
 
 from dataclasses import dataclass
@@ -9,11 +11,16 @@ from typing import Any
 from lightning_modules.families.base import Encoder, FamilyConfig
 
 
+# What a family's encoder reads: the stem's [B, T, D] sequence, or raw frames [B, T, C, H, W].
+FAMILY_INPUTS = ("steps", "clip")
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
     config: type[FamilyConfig]
     encoder: type[Encoder]
+    input: str = "steps"
 
 
 FAMILIES: dict[str, Family] = {}
@@ -21,11 +28,15 @@ FAMILIES: dict[str, Family] = {}
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
-def register_family(name: str, config: type[FamilyConfig], aliases: dict[str, dict[str, Any]] | None = None):
-    """Class decorator for an Encoder: `@register_family("rnn", RNNConfig, aliases={"lstm": {"cell": "lstm"}})`."""
+def register_family(name: str, config: type[FamilyConfig], aliases: dict[str, dict[str, Any]] | None = None,
+                    input: str = "steps"):
+    """Class decorator for an Encoder: `@register_family("rnn", RNNConfig, aliases={"lstm": {"cell": "lstm"}})`;
+    `input="clip"` for a family that reads raw frames (see base.py)."""
+    if input not in FAMILY_INPUTS:
+        raise ValueError(f"family {name!r}: input {input!r}; choose one of: {', '.join(FAMILY_INPUTS)}")
 
     def add(encoder: type[Encoder]) -> type[Encoder]:
-        FAMILIES[name] = Family(name, config, encoder)
+        FAMILIES[name] = Family(name, config, encoder, input)
         for alias, overrides in (aliases or {}).items():
             ALIASES[alias] = (name, overrides)
         return encoder
@@ -43,7 +54,14 @@ def resolve_family(name: str) -> tuple[str, dict[str, Any]]:
     raise ValueError(f"unknown model family {name!r}; choose one of: {', '.join(valid)}")
 
 
-def build_encoder(name: str, config: FamilyConfig | dict[str, Any] | None, in_dim: int, seq_len: int | None) -> Encoder:
+def family_of(name: str) -> Family:
+    """The registered family behind a family name or alias."""
+    return FAMILIES[resolve_family(name)[0]]
+
+
+def build_encoder(name: str, config: FamilyConfig | dict[str, Any] | None, in_dim: int | tuple[int, int, int],
+                  seq_len: int | None) -> Encoder:
+    """An encoder; in_dim is the stem's width D, or the frame shape (C, H, W) for a family with input "clip"."""
     family_name, overrides = resolve_family(name)
     family = FAMILIES[family_name]
     if config is None or isinstance(config, dict):
@@ -58,5 +76,9 @@ from lightning_modules.families import cnn  # noqa: E402,F401
 from lightning_modules.families import rnn  # noqa: E402,F401
 from lightning_modules.families import transformer  # noqa: E402,F401
 from lightning_modules.families import hybrids  # noqa: E402,F401
+from lightning_modules.families import frame_avg  # noqa: E402,F401
+from lightning_modules.families import c3d  # noqa: E402,F401
+from lightning_modules.families import convlstm  # noqa: E402,F401
 
-__all__ = ["ALIASES", "FAMILIES", "Encoder", "Family", "FamilyConfig", "build_encoder", "register_family", "resolve_family"]
+__all__ = ["ALIASES", "FAMILIES", "FAMILY_INPUTS", "Encoder", "Family", "FamilyConfig", "build_encoder", "family_of",
+           "register_family", "resolve_family"]

@@ -6,6 +6,10 @@ An encoder maps a sequence of feature vectors to a sequence of feature vectors:
 encoders that shorten time (pooling, patching) shorten the mask with it. After construction an encoder
 exposes `out_dim` and `out_len` (T', or None when the input length is variable).
 Stems (value projection, token embedding, frame CNN) come before it and task heads after it.
+
+A family registered with input="clip" (c3d, convlstm) reads raw video instead: x [B, T, C, H, W] and mask None,
+built with in_dim the frame shape (C, H, W) and seq_len T; it still returns (h [B, T', out_dim], None), so the
+same heads pool it.
 """
 
 from dataclasses import dataclass
@@ -22,6 +26,15 @@ class FamilyConfig:
     """
 
     dropout: float = 0.1
+
+
+def frame_shape(family: str, in_dim: int | tuple[int, int, int]) -> tuple[int, int, int]:
+    """The (C, H, W) a clip family was built for; a plain width means it was put behind a per-step stem."""
+    if isinstance(in_dim, int) or len(in_dim) != 3:
+        raise ValueError(f"the {family} family reads raw clips [B, T, C, H, W], so it needs the frame shape (C, H, W), "
+                         f"got in_dim={in_dim}; use it on frame datasets (moving-shapes, hmdb51-samples, video-folder)")
+    channels, height, width = in_dim
+    return channels, height, width
 
 
 class Encoder(nn.Module):

@@ -1,0 +1,102 @@
+"""The per-frame 2D CNN of the frames stem: one frame [N, C, H, W] in, one feature vector [N, out_dim] out.
+
+Blocks of a 3x3 convolution, batch norm, ReLU and 2x2 max pooling (the first block has `channels`, every later
+one twice the one before), then a pooling over positions: "max", "avg", a learned "attention" weighting, or
+"flatten", which keeps the layout. Pooling over positions makes features blind to where things are, and where
+a thing is from frame to frame is what motion is; so by default every block also reads two coordinate channels
+(x and y in [-1, 1] at its resolution; CoordConv, Liu et al. 2018), letting a feature say "bright shape, here".
+Even so, motion is learnt far more slowly through a pooling than through "flatten" (on moving-shapes an LSTM
+reached about 0.72 validation accuracy after 20 epochs with "max", 0.99 with "flatten"), hence the default.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+FramePooling = Literal["max", "avg", "attention", "flatten"]
+
+
+@dataclass(frozen=True)
+class FrameCNNOptions:
+    """The frame CNN's shape; ClassifyTask's frame_* fields document them for the command line."""
+
+    channels: int = 16
+    layers: int = 3
+    pooling: FramePooling = "flatten"
+    coords: bool = True
+
+
+class SpatialAttentionPool(nn.Module):
+    """A learned score per position, softmaxed over positions, weights the average of the feature map."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.score = nn.Conv2d(channels, 1, kernel_size=1)
+
+    def forward(self, h: Tensor) -> Tensor:
+        weights = torch.softmax(self.score(h).flatten(1), dim=1)  # [N, H*W]
+        return (h.flatten(2) * weights.unsqueeze(1)).sum(dim=2)
+
+
+class FixedSpatialPool(nn.Module):
+    """A pooling without parameters, as a module so every pooling plugs in the same way."""
+
+    def __init__(self, pool: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.pool(h)
+
+
+# Pooling name -> (map channels, map positions) -> (module, its output width).
+SPATIAL_POOLINGS: dict[str, Callable[[int, int], tuple[nn.Module, int]]] = {
+    "max": lambda channels, positions: (FixedSpatialPool(lambda h: h.amax(dim=(2, 3))), channels),
+    "avg": lambda channels, positions: (FixedSpatialPool(lambda h: h.mean(dim=(2, 3))), channels),
+    "attention": lambda channels, positions: (SpatialAttentionPool(channels), channels),
+    "flatten": lambda channels, positions: (FixedSpatialPool(lambda h: h.flatten(1)), channels * positions),
+}
+
+
+def with_coordinates(h: Tensor) -> Tensor:
+    """[N, C, H, W] -> [N, C + 2, H, W], the last two channels x then y, each from -1 to 1 across the map."""
+    height, width = h.shape[2:]
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, height, device=h.device, dtype=h.dtype),
+                            torch.linspace(-1, 1, width, device=h.device, dtype=h.dtype), indexing="ij")
+    return torch.cat([h, torch.stack([xs, ys]).expand(len(h), -1, -1, -1)], dim=1)
+
+
+class FrameCNN(nn.Module):
+    """[N, C, H, W] -> [N, out_dim]; a block's pooling stops halving a side once it is 1."""
+
+    def __init__(self, frame_shape: list[int], options: FrameCNNOptions) -> None:
+        super().__init__()
+        if options.layers < 1 or options.channels < 1:
+            raise ValueError(f"task.frame_layers and task.frame_channels must be >= 1; got {options.layers}, "
+                             f"{options.channels}")
+        if options.pooling not in SPATIAL_POOLINGS:
+            raise ValueError(f"task.frame_pooling={options.pooling!r}; choose one of: {', '.join(SPATIAL_POOLINGS)}")
+        in_channels, height, width = frame_shape
+        self.coords = options.coords
+        blocks = []
+        for i in range(options.layers):
+            out_channels = options.channels * 2**i
+            pool = (2 if height >= 2 else 1, 2 if width >= 2 else 1)
+            blocks.append(nn.Sequential(
+                nn.Conv2d(in_channels + (2 if options.coords else 0), out_channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels), nn.ReLU(), nn.MaxPool2d(pool)))
+            in_channels, height, width = out_channels, height // pool[0], width // pool[1]
+        self.blocks = nn.ModuleList(blocks)
+        self.pool, self.out_dim = SPATIAL_POOLINGS[options.pooling](in_channels, height * width)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        h = frames
+        for block in self.blocks:
+            h = block(with_coordinates(h) if self.coords else h)
+        return self.pool(h)
+
+
+__all__ = ["FrameCNN", "FrameCNNOptions", "FramePooling", "SPATIAL_POOLINGS"]
