@@ -12,6 +12,7 @@ Writes benchmarks/results/sweep_ett.json and .md (parts not run keep their previ
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from experiments.sweep_cli import build_plan, sweep_parser
 RESULTS = Path(__file__).parent / "results"
 # Pruning and worker comparisons use cheaper trials (fewer families and lookbacks) so that each side of a
 # comparison fits in minutes; what they compare is relative, on identical budgets and seeds.
-COMPARE = ["--families", "linear,mlp,cnn", "data.horizon=96", "trainer.max_epochs=8", "trainer.patience=0"]
+COMPARE = ["--families", "linear,mlp,cnn", "data.horizon=96", "data.lookback=96", "trainer.max_epochs=8",
+           "trainer.patience=0"]
 
 
 def sweep(study: str, words: list[str], storage_dir: Path) -> dict:
@@ -33,7 +35,7 @@ def sweep(study: str, words: list[str], storage_dir: Path) -> dict:
     seconds = time.perf_counter() - started
     states = [t.state.name for t in study_obj.trials]
     best = study_obj.best_trial
-    row = {"study": study, "seconds": seconds, "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
+    row = {"study": study, "seconds": seconds, "load_average_after": os.getloadavg()[0], "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
            "failed": states.count("FAIL"), "best_val_mse": best.value, "best_test_mse": best.user_attrs.get("test_mse"),
            "best_family": best.params.get("family"), "best_params": best.params, "parent_run_id": parent}
     print(json.dumps(row), flush=True)
