@@ -37,8 +37,8 @@ def sweep_parser() -> argparse.ArgumentParser:
     parser.add_argument("--families", default=None,
                         help="comma-separated families the study chooses among (default: linear,cnn,rnn,transformer,"
                         "cnn_rnn_transformer for forecasting; the same without linear for classification)")
-    parser.add_argument("--trials", type=int, default=8,
-                        help="the study's target of finished (complete or pruned) trials; a resumed study runs the rest (default: 8)")
+    parser.add_argument("--trials", type=int, default=6,
+                        help="the study's target of finished (complete or pruned) trials; a resumed study runs the rest (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
     parser.add_argument("--study", default=None, help="study name; an existing name resumes it (default: <data>-<time>)")
     parser.add_argument("--storage", default=None,
