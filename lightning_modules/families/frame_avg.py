@@ -9,11 +9,11 @@ uses time (on moving-shapes, where one frame says nothing of the direction, it s
 
 from dataclasses import dataclass
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from lightning_modules.families import register_family
 from lightning_modules.families.base import Encoder, FamilyConfig
-from lightning_modules.families.mlp import ACTIVATIONS, Activation
+from lightning_modules.families.mlp import Activation, hidden_layers
 from lightning_modules.heads import mean_steps, real_steps
 
 
@@ -41,10 +41,7 @@ class FrameAverage(Encoder):
     def __init__(self, config: FrameAvgConfig, in_dim: int, seq_len: int | None) -> None:
         super().__init__()
         widths = [in_dim] + [config.hidden_size] * config.num_layers
-        layers: list[nn.Module] = []
-        for width_in, width_out in zip(widths, widths[1:]):
-            layers += [nn.Linear(width_in, width_out), ACTIVATIONS[config.activation](), nn.Dropout(config.dropout)]
-        self.per_step = nn.Sequential(*layers)
+        self.per_step = hidden_layers(widths, config.activation, config.dropout)
         self.out_dim, self.out_len = widths[-1], 1
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:

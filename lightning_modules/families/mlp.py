@@ -16,6 +16,14 @@ Activation = Literal["relu", "gelu", "tanh"]
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
+def hidden_layers(widths: list[int], activation: Activation, dropout: float) -> nn.Sequential:
+    """Linear -> activation -> dropout for each consecutive pair of widths (none for a single width)."""
+    layers: list[nn.Module] = []
+    for width_in, width_out in zip(widths, widths[1:]):
+        layers += [nn.Linear(width_in, width_out), ACTIVATIONS[activation](), nn.Dropout(dropout)]
+    return nn.Sequential(*layers)
+
+
 @dataclass
 class MLPConfig(FamilyConfig):
     """Options of the mlp family.
@@ -43,10 +51,7 @@ class MLPEncoder(Encoder):
             raise ValueError("the mlp family flattens a fixed window, so it needs a fixed seq_len; "
                              "use cnn, rnn or transformer for variable-length input")
         widths = [seq_len * in_dim] + [config.hidden_size] * config.num_layers
-        layers: list[nn.Module] = []
-        for width_in, width_out in zip(widths, widths[1:]):
-            layers += [nn.Linear(width_in, width_out), ACTIVATIONS[config.activation](), nn.Dropout(config.dropout)]
-        self.layers = nn.Sequential(*layers)
+        self.layers = hidden_layers(widths, config.activation, config.dropout)
         self.out_dim, self.out_len = widths[-1], 1
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
