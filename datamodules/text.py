@@ -57,7 +57,6 @@ class TextOptions(DataOptions):
         min_freq: a word (or BPE merge) must occur this often in the training split to enter the vocabulary.
         max_len: longest token sequence; longer texts are truncated.
         lowercase: lowercase text before tokenising.
-        class_weighting: "inverse" gives the loss class weights n / (classes * class count); "none" does not.
         sampler: "weighted" draws training items with replacement so classes come equally often; "none" shuffles.
     """
 
@@ -77,7 +76,6 @@ class TextOptions(DataOptions):
     min_freq: int = 1
     max_len: int = 128
     lowercase: bool = True
-    class_weighting: Literal["none", "inverse"] = "none"
     sampler: Literal["none", "weighted"] = "none"
 
     def __post_init__(self) -> None:
@@ -273,18 +271,9 @@ class TextDataModule(StwDataModule):
         return torch.bincount(self.datasets["train"].labels, minlength=len(self.class_names))
 
     @property
-    def class_weights(self) -> Tensor | None:
-        """n / (classes * count) per class under class_weighting="inverse": a balanced loss whose mean weight is 1."""
-        if self.options.class_weighting == "none":
-            return None
-        counts = self.class_counts.double()
-        return counts.sum() / (len(counts) * counts)
-
-    @property
     def spec(self) -> dict[str, Any]:
         if not self.datasets:
             raise RuntimeError("call setup() before reading spec")
-        weights = self.class_weights
         return {
             "input_kind": "tokens",
             "vocab_size": self.tokenizer.vocab_size,
@@ -293,7 +282,6 @@ class TextDataModule(StwDataModule):
             "num_classes": len(self.class_names),
             "class_names": self.class_names,
             "class_counts": self.class_counts.tolist(),
-            "class_weights": None if weights is None else weights.tolist(),
             "duplicates_removed": self.duplicates_removed,
             **{f"n_{name}": len(self.datasets[name]) for name in SPLITS},
         }

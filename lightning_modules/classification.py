@@ -41,8 +41,7 @@ class ClassifyTask:
         head_dropout: dropout on the pooled vector before the Linear to class logits.
         label_smoothing: share of every target's probability spread evenly over all classes in the cross-entropy.
         class_weighting: "inverse" weights each class's loss by n / (classes * its training count), so a rare class
-            counts as much as a common one; "none" weighs items equally. Weights the datamodule gives itself
-            (e.g. data.class_weighting=inverse on text) are always used.
+            counts as much as a common one; "none" weighs items equally.
         input_noise: std of Gaussian noise added to float training inputs (vectors, frames); token ids are never noised.
         frame_channels: frames stem: channels of the per-frame CNN's first convolution; every later layer doubles them.
         frame_layers: frames stem: convolution layers per frame (3x3, batch norm, ReLU, 2x2 max pooling), each
@@ -72,9 +71,7 @@ class ClassifyTask:
 
 
 def class_weights(class_weighting: str, spec: dict[str, Any]) -> Tensor | None:
-    """Per-class loss weights: the datamodule's own when it gives them, else inverse frequency when asked for."""
-    if spec.get("class_weights") is not None:
-        return torch.tensor(spec["class_weights"], dtype=torch.float32)
+    """Inverse-frequency loss weights from the training class counts when asked for (mean weight 1)."""
     if class_weighting == "none":
         return None
     counts = torch.tensor(spec["class_counts"], dtype=torch.float64)

@@ -238,12 +238,6 @@ def test_class_weights_and_label_smoothing_reach_the_loss() -> None:
     assert plain.item() == pytest.approx(F.cross_entropy(logits, labels).item())
 
 
-def test_class_weights_the_datamodule_gives_are_used_as_given() -> None:
-    given = [0.1, 1.0, 3.0]
-    module = echo_module({**SPEC, "class_weights": given}, "task.class_weighting=inverse")
-    assert module.loss_fn.weight.tolist() == pytest.approx(given)
-
-
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log")
 def test_input_noise_perturbs_float_inputs_but_never_token_ids() -> None:
     module = echo_module(SPEC, "task.input_noise=1.0")

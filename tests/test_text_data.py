@@ -157,13 +157,10 @@ def test_state_dict_round_trip_gives_identical_encodings(sms_slice: Path, tokeni
     assert restored.class_names == fitted.class_names == ["ham", "spam"]
 
 
-def test_inverse_class_weights_balance_the_loss(sms_slice: Path) -> None:
-    spec = load(sms_slice, class_weighting="inverse").spec
-    weights, counts = spec["class_weights"], spec["class_counts"]
-    assert len(weights) == len(counts) == spec["num_classes"] == 2
-    assert sum(w * c for w, c in zip(weights, counts)) == pytest.approx(spec["n_train"])
-    assert weights[1] > weights[0]  # spam is rarer
-    assert load(sms_slice).spec["class_weights"] is None
+def test_class_counts_are_the_training_splits(sms_slice: Path) -> None:
+    spec = load(sms_slice).spec
+    assert sum(spec["class_counts"]) == spec["n_train"] and len(spec["class_counts"]) == spec["num_classes"] == 2
+    assert spec["class_counts"][1] < spec["class_counts"][0]  # spam is rarer: what task.class_weighting corrects
 
 
 def test_weighted_sampler_draws_classes_about_equally_and_repeats_under_its_seed(sms_slice: Path) -> None:
