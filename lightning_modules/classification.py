@@ -24,6 +24,7 @@ from torchmetrics.classification import (
 )
 
 from lightning_modules.classifier import Classifier
+from lightning_modules.epoch_losses import EpochLosses
 from lightning_modules.frame_cnn import FrameCNNOptions, FramePooling
 from lightning_modules.heads import Pooling
 from lightning_modules.optim import OptimConfig, configure_optimizers
@@ -177,6 +178,7 @@ class ClassificationModule(pl.LightningModule):
         self.loss_fn = nn.CrossEntropyLoss(weight=class_weights(task.class_weighting, spec),
                                            label_smoothing=task.label_smoothing)
         self.num_classes, self.class_names = spec["num_classes"], list(spec["class_names"])
+        self.losses = EpochLosses()
         self.val_metrics = classification_metrics("val_", self.num_classes, VAL_METRICS)
         self.test_metrics = classification_metrics("test_", self.num_classes, TEST_METRICS)
         self.baseline_metrics = classification_metrics("baseline_majority_", self.num_classes, BASELINE_METRICS)
@@ -199,16 +201,17 @@ class ClassificationModule(pl.LightningModule):
         if self.task.input_noise > 0 and x.is_floating_point():
             x = x + self.task.input_noise * torch.randn_like(x)
         loss = self.loss_fn(self(x), y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        self.losses.add_train(self, loss, len(y))
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self.log("val_loss", self.loss_fn(logits, y), on_step=False, on_epoch=True, batch_size=len(y))
+        self.losses.add_val(self.loss_fn(logits, y), len(y))
         self.val_metrics.update(logits.softmax(dim=-1), y)
 
     def on_validation_epoch_end(self) -> None:
+        self.losses.log_val(self)
         self.log_dict(self.val_metrics.compute())
         self.val_metrics.reset()
 

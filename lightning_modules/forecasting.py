@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
 from lightning_modules.baselines import naive_forecasts
+from lightning_modules.epoch_losses import EpochLosses
 from lightning_modules.forecaster import Forecaster
 from lightning_modules.optim import OptimConfig, configure_optimizers
 
@@ -66,6 +67,7 @@ class ForecastingModule(pl.LightningModule):
             stem_dim=task.stem_dim, head=task.head,
         )
         self.loss_fn = {"mse": nn.MSELoss(), "mae": nn.L1Loss(), "huber": nn.HuberLoss(delta=task.huber_delta)}[task.loss]
+        self.losses = EpochLosses()
         self.val_metrics, self.test_metrics = forecast_metrics("val_"), forecast_metrics("test_")
         self.target_index = spec["target_index"]
         self.baselines = naive_forecasts(task.season or spec["season"]) if self.target_index is not None else {}
@@ -80,16 +82,17 @@ class ForecastingModule(pl.LightningModule):
         if self.task.input_noise > 0:
             x = x + self.task.input_noise * torch.randn_like(x)
         loss = self.loss_fn(self(x), y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(x))
+        self.losses.add_train(self, loss, len(x))
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
         pred = self(x)
-        self.log("val_loss", self.loss_fn(pred, y), on_step=False, on_epoch=True, batch_size=len(x))
+        self.losses.add_val(self.loss_fn(pred, y), len(x))
         self.val_metrics.update(pred, y)
 
     def on_validation_epoch_end(self) -> None:
+        self.losses.log_val(self)
         self.log_dict(self.val_metrics.compute())
         self.val_metrics.reset()
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import yaml
+from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 
 from experiments.cli import main
@@ -63,6 +64,28 @@ def test_a_run_that_fails_is_closed_failed_with_its_error(tracking_uri):
     run = _only_run(MlflowClient(tracking_uri))
     assert run.info.status == "FAILED"
     assert "20000" in run.data.tags["stw.error"] or "lookback" in run.data.tags["stw.error"]
+
+
+class RecordStepLosses(Callback):
+    def __init__(self) -> None:
+        self.train: dict[int, list[tuple[float, int]]] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.train.setdefault(trainer.current_epoch, []).append((float(outputs["loss"]), len(batch[0])))
+
+
+def test_train_loss_is_logged_once_an_epoch_as_the_batch_weighted_mean_of_its_steps(tracking_uri):
+    steps = RecordStepLosses()
+    config = parse_run_args([*SMALL, "--model", "linear", "trainer.limit_train_batches=5", "trainer.max_epochs=3"])
+    result = run_training(config, tracking_uri, quiet=True, callbacks=(steps,))
+    logged = [m.value for m in MlflowClient(tracking_uri).get_metric_history(result.run_id, "train_loss")]
+    expected = [sum(loss * n for loss, n in losses) / sum(n for _, n in losses) for _, losses in sorted(steps.train.items())]
+    assert [len(losses) for losses in steps.train.values()] == [5, 5, 5]
+    assert logged == pytest.approx(expected, rel=1e-5)
+    history = {name: [m.value for m in MlflowClient(tracking_uri).get_metric_history(result.run_id, name)]
+               for name in ("val_loss", "val_mse")}
+    assert len(history["val_loss"]) == 3  # the MSE loss averaged over equal-sized samples is the val MSE
+    assert history["val_loss"] == pytest.approx(history["val_mse"], rel=1e-5)
 
 
 def test_bad_key_exits_with_a_message_not_a_traceback(capsys):
