@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 from experiments.config import parse_run_args
+from experiments.interrupts import stop_like_ctrl_c
 from experiments.tracking import default_tracking_uri
 
 USAGE = """stw <command> [options]
@@ -85,8 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(USAGE)
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    stop_like_ctrl_c()
     try:
         return command(argv[0])(argv[1:])
+    except KeyboardInterrupt as stop:
+        print(f"stw {argv[0]}: {stop or 'interrupted'}", file=sys.stderr)  # runs and sweeps are closed as KILLED
+        return 130
     except ValueError as error:  # DataError, ConfigError and invalid model options: a message, not a traceback
         print(f"stw {argv[0]}: error: {error}", file=sys.stderr)
         return 2

@@ -23,7 +23,8 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from experiments import tracking
 from experiments.config import config_from_dict, datamodule_for, metric_mode
-from experiments.search_space import deep_merge, load_space, nest, sample_overrides
+from experiments.interrupts import stop_like_ctrl_c
+from experiments.search_space import deep_merge, nest, sample_overrides
 from experiments.sweep_report import report_sweep
 from experiments.train import run_training
 
@@ -131,7 +132,7 @@ class Objective:
         except optuna.TrialPruned:
             self._mark(trial, "PRUNED")
             raise
-        except Exception as error:
+        except (Exception, KeyboardInterrupt) as error:  # Optuna records both as FAIL
             trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:2000])
             self._mark(trial, "FAIL")
             raise
@@ -160,6 +161,7 @@ def _run_of_trial(client: MlflowClient, plan: SweepPlan, number: int) -> str | N
 
 def run_worker(plan: SweepPlan, n_trials: int, worker: int) -> None:
     """One process's share of the study. Threads are split so N workers do not fight over the cores."""
+    stop_like_ctrl_c()  # spawned workers are stopped with SIGTERM (see run_workers)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(plan)
@@ -195,8 +197,17 @@ def run_workers(plan: SweepPlan, n_trials: int) -> None:
     for process in processes:
         process.start()
         time.sleep(0.5)  # stagger study creation on a fresh storage
-    for process in processes:
-        process.join()
+    try:
+        for process in processes:
+            process.join()
+    except KeyboardInterrupt:
+        # A terminal's Ctrl-C reaches every worker; SIGTERM (kill, a scheduler) reaches only this process.
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join()
+        raise
 
 
 def _parent_run(client: MlflowClient, plan: SweepPlan, experiment_id: str, tags: dict[str, str]) -> str:

@@ -134,8 +134,12 @@ def run_training(
         trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=not quiet)
     except finished_on:
         raise
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as stop:
+        # Lightning turns Ctrl-C during fit/test into sys.exit(1); callers (a sweep, the CLI) need the interrupt.
         status = "KILLED"
+        client.set_tag(run_id, "stw.error", f"stopped: {type(stop).__name__} {stop}".strip())
+        if isinstance(stop, SystemExit):
+            raise KeyboardInterrupt(f"stopped during training (exit {stop.code})") from stop
         raise
     except BaseException as error:
         status = "FAILED"

@@ -132,6 +132,44 @@ def test_resume_after_sigkill_keeps_completed_trials_and_closes_orphaned_runs(tm
     assert any(r.info.status == "KILLED" for r in runs)
 
 
+def _wait_for_running_trials(storage: str, count: int, seconds: float = 240) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            trials = optuna.load_study(study_name="s", storage=storage).trials
+        except Exception:  # the study is not created yet
+            continue
+        if sum(t.state == TrialState.RUNNING for t in trials) >= count:
+            return
+    raise AssertionError(f"fewer than {count} trials were running after {seconds} s")
+
+
+def test_sigterm_stops_a_two_worker_sweep_like_ctrl_c(tmp_path):
+    """kill (or a batch scheduler's time limit) signals only the main process: it must stop its workers and
+    leave every trial and run closed, nothing RUNNING."""
+    words = ["--trials", "6", "--families", "rnn", "--pruner", "none", "--workers", "2", "trainer.max_epochs=20",
+             "trainer.patience=0"]
+    sweep = subprocess.Popen(_stw_sweep(tmp_path, *words), cwd=tmp_path, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    _wait_for_running_trials(storage, 2)
+    time.sleep(3)  # both trials are training
+    sweep.send_signal(signal.SIGTERM)
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130 and "SIGTERM" in err
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert any(t.state == TrialState.FAIL and "KeyboardInterrupt" in t.user_attrs["error"] for t in trials)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ett").experiment_id])
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    parent = [r for r in runs if r.data.tags["stw.role"] == "sweep"][0]
+    assert parent.info.status == "KILLED"
+    children = [r for r in runs if r.data.tags["stw.role"] == "trial"]
+    assert sum(r.info.status == "KILLED" and r.data.tags["stw.trial_state"] == "FAIL" for r in children) == 2
+
+
 def test_two_workers_run_exactly_the_requested_trials(tmp_path):
     plan = _plan(tmp_path, "--trials", "4", "--families", "linear", "--pruner", "none", "--workers", "2")
     study, _ = run_sweep(plan)
