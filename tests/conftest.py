@@ -37,3 +37,23 @@ def tracking_uri(tmp_path: Path) -> str:
     """A fresh SQLite-backed MLflow store per test, artifacts beside it."""
     (tmp_path / "mlruns").mkdir()
     return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def load_logged():
+    """Loads a logged run the ordinary Lightning way, without stw's predict code, as the reference predictions
+    are checked against: (datamodule with the run's own preprocessing, module from its best checkpoint, final metrics)."""
+    from experiments.config import datamodule_for
+    from experiments.run_store import fetch_run
+    from lightning_modules import TASKS
+
+    def load(run_id: str, uri: str):
+        with fetch_run(run_id, uri) as run:
+            datamodule = datamodule_for(run.config())
+            datamodule.load_state_dict(run.json("preprocessing.json"))
+            datamodule.setup()
+            checkpoint = run.download("checkpoints/best.ckpt")
+            module = TASKS[datamodule.task].load_from_checkpoint(checkpoint, weights_only=False)
+            return datamodule, module.eval(), run.final_metrics()
+
+    return load

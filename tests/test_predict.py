@@ -11,10 +11,8 @@ from mlflow.tracking import MlflowClient
 
 from datamodules.ett import TEST_END, VAL_END
 from experiments.cli import main
-from experiments.config import datamodule_for
 from experiments.predict import load_checkpoint
 from experiments.run_store import RunError, fetch_run
-from lightning_modules import TASKS
 
 pytestmark = pytest.mark.slow
 
@@ -38,21 +36,11 @@ def logged(tmp_path_factory, shared_data) -> SimpleNamespace:
     return SimpleNamespace(uri=uri, **ids)
 
 
-def _reference(run_id: str, uri: str):
-    """The run's datamodule with its own preprocessing, and its module loaded the ordinary Lightning way."""
-    with fetch_run(run_id, uri) as run:
-        datamodule = datamodule_for(run.config())
-        datamodule.load_state_dict(run.json("preprocessing.json"))
-        datamodule.setup()
-        module = TASKS[datamodule.task].load_from_checkpoint(run.download("checkpoints/best.ckpt"), weights_only=False)
-        return datamodule, module.eval(), run.final_metrics()
-
-
 def _predict(logged, run_id: str, inputs: list[Path], output: Path) -> int:
     return main(["predict", run_id, "--input", *map(str, inputs), "--output", str(output), "--tracking-uri", logged.uri])
 
 
-def test_forecasts_of_held_back_rows_are_the_models_own_test_forecasts(logged, shared_data, tmp_path):
+def test_forecasts_of_held_back_rows_are_the_models_own_test_forecasts(load_logged, logged, shared_data, tmp_path):
     lookback, horizon, channels = 48, 24, ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
     lines = (shared_data / "ett" / "ETTh1.csv").read_text().splitlines(keepends=True)
     held_back = tmp_path / "test_rows.csv"  # the standard test part: rows [VAL_END - lookback, TEST_END)
@@ -60,7 +48,7 @@ def test_forecasts_of_held_back_rows_are_the_models_own_test_forecasts(logged, s
     assert _predict(logged, logged.ett, [held_back], tmp_path / "forecast.csv") == 0
     table = pd.read_csv(tmp_path / "forecast.csv", parse_dates=["window_end", "timestamp"])
 
-    datamodule, module, logged_metrics = _reference(logged.ett, logged.uri)
+    datamodule, module, logged_metrics = load_logged(logged.ett, logged.uri)
     test = datamodule.test_dataloader()
     with torch.no_grad():
         expected = torch.cat([datamodule.inverse_transform_targets(module(x)) for x, _ in test])  # [N, H, K]
@@ -98,8 +86,8 @@ def test_stock_forecasts_name_trading_days_inside_the_file_and_leave_later_ones_
     assert _predict(logged, logged.stock, [other], tmp_path / "x.csv") == 2
 
 
-def test_class_probabilities_per_line_are_the_models_own(logged, tmp_path):
-    datamodule, module, _ = _reference(logged.sms, logged.uri)
+def test_class_probabilities_per_line_are_the_models_own(load_logged, logged, tmp_path):
+    datamodule, module, _ = load_logged(logged.sms, logged.uri)
     x, labels = next(iter(datamodule.test_dataloader()))
     texts = datamodule.datasets["test"].texts[: len(labels)]
     messages = tmp_path / "messages.txt"

@@ -12,9 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from experiments import tracking
 from experiments.cli import main
-from experiments.config import datamodule_for
-from experiments.run_store import fetch_run, is_final_metric
-from lightning_modules import TASKS
+from experiments.run_store import is_final_metric
 
 pytestmark = pytest.mark.slow
 
@@ -62,16 +60,6 @@ def _module_environment(_isolated) -> None:
     """Every test of the file reads the module's cache and sees the clean checkout."""
 
 
-def _reference(run_id: str, uri: str):
-    """The run's datamodule with its own preprocessing, and its module loaded the ordinary Lightning way."""
-    with fetch_run(run_id, uri) as run:
-        datamodule = datamodule_for(run.config())
-        datamodule.load_state_dict(run.json("preprocessing.json"))
-        datamodule.setup()
-        module = TASKS[datamodule.task].load_from_checkpoint(run.download("checkpoints/best.ckpt"), weights_only=False)
-        return datamodule, module.eval()
-
-
 def _predict(logged, run_id: str, inputs: list[Path], output: Path) -> int:
     return main(["predict", run_id, "--input", *map(str, inputs), "--output", str(output), "--tracking-uri", logged.uri])
 
@@ -80,8 +68,8 @@ def _probs(table: pd.DataFrame, names: list[str]) -> torch.Tensor:
     return torch.tensor(table[[f"prob_{name}" for name in names]].to_numpy(), dtype=torch.float32)
 
 
-def test_each_clips_probabilities_are_the_models_average_over_its_test_clips(logged, tmp_path):
-    datamodule, module = _reference(logged.shapes, logged.uri)
+def test_each_clips_probabilities_are_the_models_average_over_its_test_clips(load_logged, logged, tmp_path):
+    datamodule, module, _ = load_logged(logged.shapes, logged.uri)
     x, labels = next(iter(datamodule.test_dataloader()))
     clips = [clip.path for clip in datamodule.clips["test"][: len(labels)]]
     assert x.shape[1] == 2 and all(path.is_dir() for path in clips)  # two clips per video; frame folders
@@ -108,8 +96,8 @@ def test_a_moving_shapes_run_reproduces_with_identical_metrics(logged, capsys):
     assert "reproduced: all" in capsys.readouterr().out
 
 
-def test_each_gesture_window_gets_its_frame_range_and_the_models_own_probabilities(logged, shared_data, tmp_path):
-    datamodule, module = _reference(logged.gestures, logged.uri)
+def test_each_gesture_window_gets_its_frame_range_and_the_models_own_probabilities(load_logged, logged, shared_data, tmp_path):
+    datamodule, module, _ = load_logged(logged.gestures, logged.uri)
     folder = shared_data / "video" / "ground_guide_pose" / "images"
     recording = pd.read_csv(sorted(folder.glob("terri_*/gesture_data.csv"))[0])  # the run's test participant
     unlabelled = tmp_path / "new_recording.csv"
