@@ -43,8 +43,9 @@ def sweep(study: str, words: list[str], storage_dir: Path) -> dict:
 
 
 def part_best(stamp: str, storage: Path, trials: int, timeout: float) -> dict:
-    return sweep(f"bench-best-{stamp}", ["--trials", str(trials), "--timeout", str(timeout), "data.horizon=96",
-                                          "trainer.max_epochs=10"], storage)
+    row = sweep(f"bench-best-{stamp}", ["--trials", str(trials), "--timeout", str(timeout), "data.horizon=96",
+                                         "trainer.max_epochs=10"], storage)
+    return {**row, "trial_budget": trials, "timeout_seconds": timeout}
 
 
 def part_pruning(stamp: str, storage: Path) -> dict:
@@ -63,7 +64,9 @@ def part_workers(stamp: str, storage: Path) -> dict:
 def markdown(results: dict) -> str:
     lines = ["# Sweep benchmarks on ETTh1 (H = 96, 2-core CPU)", ""]
     if best := results.get("best"):
-        lines += ["## Default sweep", "", f"- trials: {best['complete']} complete, {best['pruned']} pruned, "
+        lines += ["## Default sweep", "", f"- budget: {best.get('trial_budget', 30)} trials or "
+                  f"{best.get('timeout_seconds', 1800) / 60:.0f} min, whichever ends first; 10 epochs at most per trial",
+                  f"- trials: {best['complete']} complete, {best['pruned']} pruned, "
                   f"{best['failed']} failed in {best['seconds'] / 60:.1f} min",
                   f"- best trial: {best['best_family']}, val MSE {best['best_val_mse']:.4f}, test MSE "
                   f"{best['best_test_mse']:.4f} (target <= 0.370 within 30 min)", ""]
@@ -78,13 +81,18 @@ def markdown(results: dict) -> str:
         lines += ["## Parallel workers (16 trials)", "",
                   f"- wall time: 2 workers {workers['two']['seconds']:.0f} s vs 1 worker {workers['one']['seconds']:.0f} s, "
                   f"ratio {workers['time_ratio']:.2f} (target <= 0.65)", ""]
+    if earlier := results.get("earlier"):
+        lines += ["## Earlier measurements (same script, replaced above)", ""]
+        lines += [f"- {e['part']} ({e.get('date', '?')}): {e['complete']} complete, {e['pruned']} pruned in "
+                  f"{e['seconds'] / 60:.1f} min, best val {e['best_val_mse']:.4f}, test {e['best_test_mse']:.4f}"
+                  for e in earlier if e["part"] == "best"]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["best", "pruning", "workers", "all"], default="all")
-    parser.add_argument("--trials", type=int, default=30, help="trial budget of the 'best' part")
+    parser.add_argument("--trials", type=int, default=60, help="trial budget of the 'best' part (the timeout may end it first)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for the 'best' part")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -96,6 +104,8 @@ def main() -> None:
     parts = {"best": lambda: part_best(stamp, storage, args.trials, args.timeout),
              "pruning": lambda: part_pruning(stamp, storage), "workers": lambda: part_workers(stamp, storage)}
     for name in (parts if args.part == "all" else [args.part]):
+        if name in results:  # earlier measurements stay on record
+            results.setdefault("earlier", []).append({"part": name, **results[name]})
         results[name] = {**parts[name](), "date": time.strftime("%Y-%m-%d %H:%M")}
         path.write_text(json.dumps(results, indent=2))
         (args.out / "sweep_ett.md").write_text(markdown(results))
