@@ -87,7 +87,8 @@ def build_plan(args: argparse.Namespace) -> SweepPlan:
 
 
 def sweep_main(argv: list[str]) -> int:
-    args = sweep_parser().parse_args(argv)
+    # key=value words may sit between options (`stw sweep a=1 --trials 5 b=2`), as with `stw train`.
+    args = sweep_parser().parse_intermixed_args(argv)
     from experiments.train import is_quiet
 
     args.quiet = args.quiet or is_quiet()
