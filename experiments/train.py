@@ -135,12 +135,14 @@ def run_training(
     except finished_on:
         raise
     except (KeyboardInterrupt, SystemExit) as stop:
-        # Lightning turns Ctrl-C during fit/test into sys.exit(1); callers (a sweep, the CLI) need the interrupt.
+        # Lightning turns Ctrl-C during fit/test into sys.exit(1) raised while handling it; callers (a sweep,
+        # the CLI) need the interrupt itself, so it is raised again in place of the exit.
         status = "KILLED"
-        client.set_tag(run_id, "stw.error", f"stopped: {type(stop).__name__} {stop}".strip())
-        if isinstance(stop, SystemExit):
-            raise KeyboardInterrupt(f"stopped during training (exit {stop.code})") from stop
-        raise
+        interrupt = stop if isinstance(stop, KeyboardInterrupt) else stop.__context__
+        if not isinstance(interrupt, KeyboardInterrupt):
+            interrupt = KeyboardInterrupt(f"exit {stop.code}")
+        client.set_tag(run_id, "stw.error", f"stopped: {interrupt}")
+        raise interrupt from None
     except BaseException as error:
         status = "FAILED"
         client.set_tag(run_id, "stw.error", f"{type(error).__name__}: {error}"[:5000])

@@ -90,15 +90,15 @@ def test_train_loss_is_logged_once_an_epoch_as_the_batch_weighted_mean_of_its_st
 
 class StopDuringTraining(Callback):
     def on_train_epoch_end(self, trainer, pl_module):
-        raise KeyboardInterrupt  # what Ctrl-C or SIGTERM raises (see experiments/interrupts.py)
+        raise KeyboardInterrupt("stopped by SIGTERM")  # what Ctrl-C or SIGTERM raises (experiments/interrupts.py)
 
 
 def test_a_run_stopped_during_training_is_closed_killed_and_the_interrupt_reaches_the_caller(tracking_uri):
     config = parse_run_args([*SMALL, "--model", "linear"])
-    with pytest.raises(KeyboardInterrupt):  # not Lightning's sys.exit(1): a sweep must see the interrupt
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):  # not Lightning's sys.exit(1): a sweep needs the interrupt
         run_training(config, tracking_uri, quiet=True, callbacks=(StopDuringTraining(),))
     run = _only_run(MlflowClient(tracking_uri))
-    assert run.info.status == "KILLED" and run.data.tags["stw.error"].startswith("stopped")
+    assert run.info.status == "KILLED" and run.data.tags["stw.error"] == "stopped: stopped by SIGTERM"
     assert "config.yaml" in {a.path for a in MlflowClient(tracking_uri).list_artifacts(run.info.run_id)}
 
 
