@@ -5,13 +5,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from experiments.sweep import open_study, run_sweep
 from experiments.sweep_cli import build_plan, sweep_parser
@@ -96,24 +97,37 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
 
 def _stw_sweep(tmp_path: Path, *words: str) -> list[str]:
     return [sys.executable, "-m", "experiments.cli", "sweep", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}",
-            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--study", "s", *words, *FAST]
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--study", "s", *FAST, *words]  # words override FAST
+
+
+def _training(trial: FrozenTrial) -> bool:
+    """RUNNING and already training: its MLflow run is open (the ID is stored when fit starts)."""
+    return trial.state == TrialState.RUNNING and "mlflow_run_id" in trial.user_attrs
+
+
+def _wait_for_trials(storage: str, reached: Callable[[list[FrozenTrial]], bool], seconds: float = 240) -> None:
+    """Poll the study "s" until its trials satisfy `reached`."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            trials = optuna.load_study(study_name="s", storage=storage).trials
+        except Exception:  # the study is not created yet
+            continue
+        if reached(trials):
+            return
+    raise AssertionError(f"the trials did not reach the awaited states within {seconds} s")
 
 
 def test_resume_after_sigkill_keeps_completed_trials_and_closes_orphaned_runs(tmp_path):
-    words = ["--trials", "4", "--families", "linear", "--pruner", "none", "--heartbeat", "1", "trainer.max_epochs=3"]
+    # Trials of a few seconds, so that the kill lands inside one, not between two.
+    words = ["--trials", "4", "--families", "linear", "--pruner", "none", "--heartbeat", "1", "trainer.max_epochs=30",
+             "trainer.patience=0"]
     sweep = subprocess.Popen(_stw_sweep(tmp_path, *words), cwd=tmp_path, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    deadline = time.time() + 240
-    while time.time() < deadline:  # kill once a trial is complete and the next one is running
-        time.sleep(0.5)
-        try:
-            trials = optuna.load_study(study_name="s", storage=storage).trials
-        except (KeyError, Exception):
-            continue
-        states = [t.state for t in trials]
-        if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
-            break
+    # kill once a trial is complete and the next one is training
+    _wait_for_trials(storage, lambda trials: trials[0].state == TrialState.COMPLETE and _training(trials[-1]))
     os.killpg(sweep.pid, signal.SIGKILL)
     sweep.wait()
     before = {t.number for t in optuna.load_study(study_name="s", storage=storage).trials if t.state == TrialState.COMPLETE}
@@ -132,19 +146,6 @@ def test_resume_after_sigkill_keeps_completed_trials_and_closes_orphaned_runs(tm
     assert any(r.info.status == "KILLED" for r in runs)
 
 
-def _wait_for_running_trials(storage: str, count: int, seconds: float = 240) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        time.sleep(0.5)
-        try:
-            trials = optuna.load_study(study_name="s", storage=storage).trials
-        except Exception:  # the study is not created yet
-            continue
-        if sum(t.state == TrialState.RUNNING for t in trials) >= count:
-            return
-    raise AssertionError(f"fewer than {count} trials were running after {seconds} s")
-
-
 def test_sigterm_stops_a_two_worker_sweep_like_ctrl_c(tmp_path):
     """kill (or a batch scheduler's time limit) signals only the main process: it must stop its workers and
     leave every trial and run closed, nothing RUNNING."""
@@ -153,8 +154,7 @@ def test_sigterm_stops_a_two_worker_sweep_like_ctrl_c(tmp_path):
     sweep = subprocess.Popen(_stw_sweep(tmp_path, *words), cwd=tmp_path, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    _wait_for_running_trials(storage, 2)
-    time.sleep(3)  # both trials are training
+    _wait_for_trials(storage, lambda trials: sum(map(_training, trials)) == 2)
     sweep.send_signal(signal.SIGTERM)
     _, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 130 and "SIGTERM" in err
