@@ -64,8 +64,8 @@ def part_workers(stamp: str, storage: Path) -> dict:
 def markdown(results: dict) -> str:
     lines = ["# Sweep benchmarks on ETTh1 (H = 96, 2-core CPU)", ""]
     if best := results.get("best"):
-        lines += ["## Default sweep", "", f"- budget: {best.get('trial_budget', 30)} trials or "
-                  f"{best.get('timeout_seconds', 1800) / 60:.0f} min, whichever ends first; 10 epochs at most per trial",
+        lines += ["## Default sweep", "", f"- budget: {best['trial_budget']} trials or "
+                  f"{best['timeout_seconds'] / 60:.0f} min, whichever ends first; 10 epochs at most per trial",
                   f"- trials: {best['complete']} complete, {best['pruned']} pruned, "
                   f"{best['failed']} failed in {best['seconds'] / 60:.1f} min",
                   f"- best trial: {best['best_family']}, val MSE {best['best_val_mse']:.4f}, test MSE "
