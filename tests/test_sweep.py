@@ -127,7 +127,7 @@ def test_resume_after_sigkill_keeps_completed_trials_and_closes_orphaned_runs(tm
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     # kill once a trial is complete and the next one is training
-    _wait_for_trials(storage, lambda trials: trials[0].state == TrialState.COMPLETE and _training(trials[-1]))
+    _wait_for_trials(storage, lambda trials: any(t.state == TrialState.COMPLETE for t in trials) and _training(trials[-1]))
     os.killpg(sweep.pid, signal.SIGKILL)
     sweep.wait()
     before = {t.number for t in optuna.load_study(study_name="s", storage=storage).trials if t.state == TrialState.COMPLETE}
