@@ -28,41 +28,77 @@ HORIZON = 96
 # RevIN + channel independence for the others, as in RLinear and PatchTST.
 COMMON = {"data": {"name": "ett", "horizon": HORIZON, "mode": "M"}, "trainer": {"max_epochs": 10, "patience": 3}}
 RUNS = {
-    "linear (DLinear)": {"data": {"lookback": 336, "batch_size": 32}, "model": {"family": "linear", "decomposition": True},
-                         "task": {"channel_independent": True},
-                         "optim": {"lr": 0.005, "scheduler": "step", "step_size": 1, "gamma": 0.5}},
-    "linear (RLinear)": {"data": {"lookback": 336, "batch_size": 32}, "model": {"family": "linear", "decomposition": False},
-                         "task": {"channel_independent": True, "revin": True},
-                         "optim": {"lr": 0.005, "scheduler": "step", "step_size": 1, "gamma": 0.5}},
-    "linear (RLinear L=512)": {"data": {"lookback": 512, "batch_size": 32},
-                                "model": {"family": "linear", "decomposition": False},
-                                "task": {"channel_independent": True, "revin": True},
-                                "optim": {"lr": 0.005, "scheduler": "step", "step_size": 1, "gamma": 0.5}},
+    "linear (DLinear)": {
+        "data": {"lookback": 336, "batch_size": 32},
+        "model": {"family": "linear", "decomposition": True},
+        "task": {"channel_independent": True},
+        "optim": {"lr": 0.005, "scheduler": "step", "step_size": 1, "gamma": 0.5},
+    },
+    "linear (RLinear)": {
+        "data": {"lookback": 336, "batch_size": 32},
+        "model": {"family": "linear", "decomposition": False},
+        "task": {"channel_independent": True, "revin": True},
+        "optim": {"lr": 0.005, "scheduler": "step", "step_size": 1, "gamma": 0.5},
+    },
+    "linear (RLinear L=512)": {
+        "data": {"lookback": 512, "batch_size": 32},
+        "model": {"family": "linear", "decomposition": False},
+        "task": {"channel_independent": True, "revin": True},
+        "optim": {"lr": 0.005, "scheduler": "step", "step_size": 1, "gamma": 0.5},
+    },
     # PatchTST's own recipe (stride 8, 100 epochs) takes hours on 2 cores; non-overlapping patches and 4 epochs fit.
     "transformer (PatchTST-style)": {
-        "data": {"lookback": 336, "batch_size": 128}, "trainer": {"max_epochs": 4},
-        "model": {"family": "transformer", "d_model": 16, "n_heads": 4, "n_layers": 3, "ff_dim": 128, "dropout": 0.3,
-                  "patch_len": 16, "stride": 16},
+        "data": {"lookback": 336, "batch_size": 128},
+        "trainer": {"max_epochs": 4},
+        "model": {
+            "family": "transformer",
+            "d_model": 16,
+            "n_heads": 4,
+            "n_layers": 3,
+            "ff_dim": 128,
+            "dropout": 0.3,
+            "patch_len": 16,
+            "stride": 16,
+        },
         "task": {"channel_independent": True, "revin": True},
-        "optim": {"lr": 0.001, "scheduler": "cosine"}},
-    "mlp": {"data": {"lookback": 336, "batch_size": 64}, "model": {"family": "mlp", "hidden_size": 256, "num_layers": 2},
-            "task": {"channel_independent": True, "revin": True}, "optim": {"lr": 0.001}},
-    "cnn": {"data": {"lookback": 336, "batch_size": 64},
-            "model": {"family": "cnn", "channels": 32, "num_layers": 3, "kernel_size": 5, "pool": "avg", "pool_size": 4},
-            "task": {"channel_independent": True, "revin": True}, "optim": {"lr": 0.001}},
-    "rnn (GRU)": {"data": {"lookback": 96, "batch_size": 64}, "model": {"family": "gru", "hidden_size": 64},
-                  "task": {"revin": True, "head": "last"}, "optim": {"lr": 0.001}},
-    "cnn_rnn_transformer": {"data": {"lookback": 96, "batch_size": 64}, "model": {"family": "cnn_rnn_transformer"},
-                            "task": {"revin": True, "head": "last"}, "optim": {"lr": 0.001}},
+        "optim": {"lr": 0.001, "scheduler": "cosine"},
+    },
+    "mlp": {
+        "data": {"lookback": 336, "batch_size": 64},
+        "model": {"family": "mlp", "hidden_size": 256, "num_layers": 2},
+        "task": {"channel_independent": True, "revin": True},
+        "optim": {"lr": 0.001},
+    },
+    "cnn": {
+        "data": {"lookback": 336, "batch_size": 64},
+        "model": {"family": "cnn", "channels": 32, "num_layers": 3, "kernel_size": 5, "pool": "avg", "pool_size": 4},
+        "task": {"channel_independent": True, "revin": True},
+        "optim": {"lr": 0.001},
+    },
+    "rnn (GRU)": {
+        "data": {"lookback": 96, "batch_size": 64},
+        "model": {"family": "gru", "hidden_size": 64},
+        "task": {"revin": True, "head": "last"},
+        "optim": {"lr": 0.001},
+    },
+    "cnn_rnn_transformer": {
+        "data": {"lookback": 96, "batch_size": 64},
+        "model": {"family": "cnn_rnn_transformer"},
+        "task": {"revin": True, "head": "last"},
+        "optim": {"lr": 0.001},
+    },
 }
 PUBLISHED = {  # ETTh1 multivariate H=96 (MSE, MAE), from ../shared/data/ett/PROVENANCE.md
-    "DLinear (L=336)": (0.375, 0.399), "PatchTST/64 (L=512)": (0.370, 0.400), "PatchTST/42 (L=336)": (0.375, 0.399),
-    "iTransformer (L=96)": (0.386, 0.405), "TimeMixer (L=96)": (0.375, 0.400),
+    "DLinear (L=336)": (0.375, 0.399),
+    "PatchTST/64 (L=512)": (0.370, 0.400),
+    "PatchTST/42 (L=336)": (0.375, 0.399),
+    "iTransformer (L=96)": (0.386, 0.405),
+    "TimeMixer (L=96)": (0.375, 0.400),
 }
 
 
 def config_for(name: str, seed: int = 0) -> dict:
-    from experiments.search_space import deep_merge
+    from experiments.sweep.space import deep_merge
 
     return config_from_dict(deep_merge(deep_merge(COMMON, RUNS[name]), {"seed": seed, "trainer": {"progress": False}}))
 
@@ -71,10 +107,16 @@ def benchmark_family(name: str, tracking_uri: str | None) -> dict:
     config = config_for(name)
     load_before = os.getloadavg()[0]
     result = run_training(config, tracking_uri, quiet=True, tags={"stw.benchmark": "ett_protocol"})
-    row = {"model": name, "lookback": config["data"]["lookback"], "test_mse": result.metrics["test_mse"],
-           "test_mae": result.metrics["test_mae"], "train_seconds": result.metrics["fit_seconds"],
-           "epochs": config["trainer"]["max_epochs"], "load_average": [load_before, os.getloadavg()[0]],
-           "run_id": result.run_id}
+    row = {
+        "model": name,
+        "lookback": config["data"]["lookback"],
+        "test_mse": result.metrics["test_mse"],
+        "test_mae": result.metrics["test_mae"],
+        "train_seconds": result.metrics["fit_seconds"],
+        "epochs": config["trainer"]["max_epochs"],
+        "load_average": [load_before, os.getloadavg()[0]],
+        "run_id": result.run_id,
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -127,12 +169,22 @@ def benchmark_overhead(name: str, epochs: int, repeats: int, tracking_uri: str |
     for _ in range(repeats):
         hand.append(hand_written_loop(config))
         tracked.append(tracked_run(config, tracking_uri))
-    (hand_total, hand_loop), (tracked_total, tracked_fit) = (list(zip(*hand)), list(zip(*tracked)))
-    row = {"model": name, "epochs": epochs, "repeats": repeats, "hand_seconds": hand_total, "tracked_seconds": tracked_total,
-           "ratio_of_medians": statistics.median(tracked_total) / statistics.median(hand_total),
-           "hand_loop_seconds": hand_loop, "tracked_fit_seconds": tracked_fit,
-           "loop_ratio_of_medians": statistics.median(tracked_fit) / statistics.median(hand_loop),
-           "load_average": [load_before, os.getloadavg()[0]]}
+    (hand_total, hand_loop), (tracked_total, tracked_fit) = (
+        list(zip(*hand, strict=False)),
+        list(zip(*tracked, strict=False)),
+    )
+    row = {
+        "model": name,
+        "epochs": epochs,
+        "repeats": repeats,
+        "hand_seconds": hand_total,
+        "tracked_seconds": tracked_total,
+        "ratio_of_medians": statistics.median(tracked_total) / statistics.median(hand_total),
+        "hand_loop_seconds": hand_loop,
+        "tracked_fit_seconds": tracked_fit,
+        "loop_ratio_of_medians": statistics.median(tracked_fit) / statistics.median(hand_loop),
+        "load_average": [load_before, os.getloadavg()[0]],
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -150,22 +202,38 @@ def _load(row: dict) -> str:
 
 
 def markdown(rows: list[dict], overhead: list[dict]) -> str:
-    lines = ["# ETTh1 multivariate, H = 96 (standard protocol, 2-core CPU)", "",
-             "Train seconds depend on what else the 2 cores were doing: the load average at start and end is shown.", "",
-             "| model | lookback | test MSE | test MAE | train s | load | MLflow run |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['lookback']} | {r['test_mse']:.3f} | {r['test_mae']:.3f} | {r['train_seconds']:.0f} | "
-              f"{_load(r)} | `{r['run_id'][:8]}` |" for r in rows]
+    lines = [
+        "# ETTh1 multivariate, H = 96 (standard protocol, 2-core CPU)",
+        "",
+        "Train seconds depend on what else the 2 cores were doing: the load average at start and end is shown.",
+        "",
+        "| model | lookback | test MSE | test MAE | train s | load | MLflow run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | {r['lookback']} | {r['test_mse']:.3f} | {r['test_mae']:.3f} | {r['train_seconds']:.0f} | "
+        f"{_load(r)} | `{r['run_id'][:8]}` |"
+        for r in rows
+    ]
     lines += ["", "Published (PROVENANCE.md):", "", "| model | MSE | MAE |", "|---|---|---|"]
     lines += [f"| {name} | {mse:.3f} | {mae:.3f} |" for name, (mse, mae) in PUBLISHED.items()]
     if overhead:
-        lines += ["", "## Framework overhead: tracked Lightning run vs hand-written torch loop", "",
-                  "Whole run: the hand loop trains, validates every epoch and tests; the tracked run is a full `stw train` "
-                  "(MLflow run, checkpoint, test with baselines, plots, artifacts). Epochs only: the hand loop's "
-                  "train/validate epochs against the tracked run's `fit_seconds`. Target: whole-run ratio <= 1.05.", "",
-                  "| model | epochs | hand s (each) | tracked s (each) | whole-run ratio | epochs-only ratio | load |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {o['model']} | {o['epochs']} | {_seconds(o['hand_seconds'])} | {_seconds(o['tracked_seconds'])} | "
-                  f"{o['ratio_of_medians']:.3f} | {_ratio(o, 'loop_ratio_of_medians')} | {_load(o)} |" for o in overhead]
+        lines += [
+            "",
+            "## Framework overhead: tracked Lightning run vs hand-written torch loop",
+            "",
+            "Whole run: the hand loop trains, validates every epoch and tests; the tracked run is a full `stw train` "
+            "(MLflow run, checkpoint, test with baselines, plots, artifacts). Epochs only: the hand loop's "
+            "train/validate epochs against the tracked run's `fit_seconds`. Target: whole-run ratio <= 1.05.",
+            "",
+            "| model | epochs | hand s (each) | tracked s (each) | whole-run ratio | epochs-only ratio | load |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {o['model']} | {o['epochs']} | {_seconds(o['hand_seconds'])} | {_seconds(o['tracked_seconds'])} | "
+            f"{o['ratio_of_medians']:.3f} | {_ratio(o, 'loop_ratio_of_medians')} | {_load(o)} |"
+            for o in overhead
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -173,7 +241,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", default=",".join(RUNS), help="comma-separated names from RUNS")
     parser.add_argument("--overhead-models", default="linear (DLinear),rnn (GRU)")
-    parser.add_argument("--overhead-epochs", type=int, default=10, help="fixed epochs of each overhead run (10: the benchmark runs above)")
+    parser.add_argument(
+        "--overhead-epochs",
+        type=int,
+        default=10,
+        help="fixed epochs of each overhead run (10: the benchmark runs above)",
+    )
     parser.add_argument("--overhead-repeats", type=int, default=2)
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--tracking-uri", default=None)

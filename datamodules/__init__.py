@@ -30,9 +30,19 @@ def build_datamodule(name: str, options: dict | DataOptions | None = None) -> St
 
 
 # One line per dataset module; importing it registers it.
-from datamodules import ett  # noqa: E402,F401
-from datamodules import stock  # noqa: E402,F401
-from datamodules import text  # noqa: E402,F401
-from datamodules import video  # noqa: E402,F401
+from datamodules import (
+    ett,
+    stock,
+    text,
+    video,
+)
 
-__all__ = ["DATASETS", "DataError", "DataOptions", "StwDataModule", "build_datamodule", "dataset_class", "register_dataset"]
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "DataOptions",
+    "StwDataModule",
+    "build_datamodule",
+    "dataset_class",
+    "register_dataset",
+]

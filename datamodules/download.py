@@ -51,7 +51,9 @@ def download_file(url: str, dest: Path, sha256: str, timeout: float = 60.0) -> P
         os.replace(partial, dest)
     except urllib.error.URLError as error:
         Path(partial).unlink(missing_ok=True)
-        raise DataError(f"cannot download {url} ({error}); check the network, or put the file at {dest} yourself") from error
+        raise DataError(
+            f"cannot download {url} ({error}); check the network, or put the file at {dest} yourself"
+        ) from error
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise

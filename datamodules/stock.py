@@ -5,10 +5,11 @@ and Yahoo CSVs (Date,Open,High,Low,Close,Adj Close,Volume), aligns several ticke
 splits them chronologically with an embargo gap between the parts (see `StockDataModule.split_rows`).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,9 @@ from datamodules.errors import DataError
 from datamodules.paths import data_root
 from datamodules.timeseries import WindowedSeriesDataModule, WindowOptions, dated_values, file_line, read_text_table
 
-SOURCE_URL = "https://raw.githubusercontent.com/guyr18/stock-market-big-data/30d766fa2b865b8c55bc8e1a246b9f93916b882c/Data"
+SOURCE_URL = (
+    "https://raw.githubusercontent.com/guyr18/stock-market-big-data/30d766fa2b865b8c55bc8e1a246b9f93916b882c/Data"
+)
 SHA256 = {
     "aapl": "28ea6bff6cc5de7b7c9bde7ccf75544ce9e2ae66be32d9057d7cc32525f798e3",
     "axp": "02068397f470de56a7bb803d872b26cf88c6e46ad069d0bb0b7d69f8b1b67c66",
@@ -159,7 +162,12 @@ def calendar_features(dates: pd.DatetimeIndex) -> pd.DataFrame:
     weekday = 2 * np.pi * dates.dayofweek.to_numpy() / 7
     month = 2 * np.pi * (dates.month.to_numpy() - 1) / 12
     return pd.DataFrame(
-        {"dow_sin": np.sin(weekday), "dow_cos": np.cos(weekday), "month_sin": np.sin(month), "month_cos": np.cos(month)},
+        {
+            "dow_sin": np.sin(weekday),
+            "dow_cos": np.cos(weekday),
+            "month_sin": np.sin(month),
+            "month_cos": np.cos(month),
+        },
         index=dates,
     )
 

@@ -83,9 +83,13 @@ class TextOptions(DataOptions):
         for option in fields(self):
             valid = get_args(option.type) if get_origin(option.type) is Literal else ()
             if valid and getattr(self, option.name) not in valid:
-                raise ValueError(f"data option {option.name}={getattr(self, option.name)!r}; choose one of: {', '.join(valid)}")
+                raise ValueError(
+                    f"data option {option.name}={getattr(self, option.name)!r}; choose one of: {', '.join(valid)}"
+                )
         if not (0 < self.val_fraction and 0 < self.test_fraction and self.val_fraction + self.test_fraction < 1):
-            raise ValueError(f"val_fraction={self.val_fraction} and test_fraction={self.test_fraction} must be > 0 and sum to < 1")
+            raise ValueError(
+                f"val_fraction={self.val_fraction} and test_fraction={self.test_fraction} must be > 0 and sum to < 1"
+            )
         if self.vocab_size <= len(SPECIAL_TOKENS) or self.max_len < 1 or self.min_freq < 1:
             raise ValueError(f"need vocab_size > {len(SPECIAL_TOKENS)}, max_len >= 1 and min_freq >= 1")
 
@@ -93,33 +97,47 @@ class TextOptions(DataOptions):
 def read_table(path: Path, options: TextOptions) -> pd.DataFrame:
     """The file as a table of strings, one row per line (blank lines kept, so row i is line i + header)."""
     if not path.is_file():
-        raise DataError(f"{path}: file not found; set --data.path or --data.root "
-                        "(the SMS file is SMSSpamCollection from UCI dataset 228)")
+        raise DataError(
+            f"{path}: file not found; set --data.path or --data.root "
+            "(the SMS file is SMSSpamCollection from UCI dataset 228)"
+        )
     raw = path.read_bytes()
     try:
         # Decoding ourselves, not in pandas, so the error can name the byte offset in the file.
         content = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
-        raise DataError(f"{path}: byte 0x{raw[err.start]:02x} at offset {err.start} (line {line}) is not UTF-8; "
-                        "re-save the file as UTF-8") from None
+        raise DataError(
+            f"{path}: byte 0x{raw[err.start]:02x} at offset {err.start} (line {line}) is not UTF-8; "
+            "re-save the file as UTF-8"
+        ) from None
     try:
         return pd.read_csv(
-            io.StringIO(content), sep=options.sep, quoting=QUOTING[options.quoting], dtype=str, keep_default_na=False,
-            skip_blank_lines=False, index_col=False,
-            header=0 if options.header else None, names=None if options.header else list(options.column_names),
+            io.StringIO(content),
+            sep=options.sep,
+            quoting=QUOTING[options.quoting],
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            index_col=False,
+            header=0 if options.header else None,
+            names=None if options.header else list(options.column_names),
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise DataError(f"{path}: cannot read as a {options.sep!r}-separated table ({str(err).strip()}); check --data.sep, "
-                        "--data.quoting and --data.header") from None
+        raise DataError(
+            f"{path}: cannot read as a {options.sep!r}-separated table ({str(err).strip()}); check --data.sep, "
+            "--data.quoting and --data.header"
+        ) from None
 
 
 def check_columns(table: pd.DataFrame, path: Path, options: TextOptions) -> None:
     needed = [options.text_column, options.label_column] + ([options.split_column] if options.split_column else [])
     missing = [column for column in needed if column not in table.columns]
     if missing:
-        raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; found {list(map(str, table.columns))}. "
-                        "Set --data.text_column/--data.label_column, or --data.header/--data.column_names/--data.sep")
+        raise DataError(
+            f"{path}: no column {', '.join(map(repr, missing))}; found {list(map(str, table.columns))}. "
+            "Set --data.text_column/--data.label_column, or --data.header/--data.column_names/--data.sep"
+        )
     first_line = 2 if options.header else 1
     for column in needed:
         empty = np.flatnonzero(table[column].str.strip() == "")
@@ -150,16 +168,23 @@ def file_split(values: pd.Series, path: Path, column: str) -> np.ndarray:
 
 def check_split_sizes(split: np.ndarray, labels: np.ndarray, path: Path, options: TextOptions) -> None:
     """Every split needs rows, and training needs every class (else it cannot learn it and its weight is infinite)."""
-    how = (f"column {options.split_column!r}" if options.split_column
-           else f"val_fraction={options.val_fraction}, test_fraction={options.test_fraction}")
+    how = (
+        f"column {options.split_column!r}"
+        if options.split_column
+        else f"val_fraction={options.val_fraction}, test_fraction={options.test_fraction}"
+    )
     per_class = dict(sorted(Counter(labels).items()))
     for name in SPLITS:
         if not (split == name).any():
-            raise DataError(f"{path}: the {name} split is empty: {len(labels)} unique rows {per_class} with {how}; "
-                            "add rows or change the fractions")
+            raise DataError(
+                f"{path}: the {name} split is empty: {len(labels)} unique rows {per_class} with {how}; "
+                "add rows or change the fractions"
+            )
     untrained = sorted(set(labels) - set(labels[split == "train"]))
     if untrained:
-        raise DataError(f"{path}: classes {untrained} have no training row ({per_class} with {how}); add rows of those classes")
+        raise DataError(
+            f"{path}: classes {untrained} have no training row ({per_class} with {how}); add rows of those classes"
+        )
 
 
 @dataclass(frozen=True)
@@ -178,13 +203,20 @@ def read_labelled_rows(path: Path, options: TextOptions) -> LabelledRows:
     check_columns(table, path, options)
     unique = table.drop_duplicates(options.text_column, keep="first")
     duplicates = len(table) - len(unique)
-    log.info("%s: removed %d exact duplicate texts (kept the first of each), %d remain", path.name, duplicates, len(unique))
+    log.info(
+        "%s: removed %d exact duplicate texts (kept the first of each), %d remain", path.name, duplicates, len(unique)
+    )
     labels = unique[options.label_column].str.strip().to_numpy(dtype=object)
     if len(set(labels)) == 1:  # no rows at all is the split-size error below
-        raise DataError(f"{path}: column {options.label_column!r} holds one class {sorted(set(labels))}; "
-                        "classification needs at least two (check --data.label_column)")
-    split = (file_split(unique[options.split_column], path, options.split_column) if options.split_column
-             else stratified_split(labels, options.val_fraction, options.test_fraction, options.seed))
+        raise DataError(
+            f"{path}: column {options.label_column!r} holds one class {sorted(set(labels))}; "
+            "classification needs at least two (check --data.label_column)"
+        )
+    split = (
+        file_split(unique[options.split_column], path, options.split_column)
+        if options.split_column
+        else stratified_split(labels, options.val_fraction, options.test_fraction, options.seed)
+    )
     check_split_sizes(split, labels, path, options)
     return LabelledRows(unique[options.text_column].to_numpy(dtype=object), labels, split, duplicates)
 
@@ -251,13 +283,21 @@ class TextDataModule(StwDataModule):
         self.duplicates_removed = rows.duplicates_removed
         class_names = sorted(set(rows.labels))
         if self.class_names is not None and self.class_names != class_names:
-            raise DataError(f"{self.path}: classes {class_names} differ from the restored state's {self.class_names}; "
-                            "use the data the state was fitted on")
+            raise DataError(
+                f"{self.path}: classes {class_names} differ from the restored state's {self.class_names}; "
+                "use the data the state was fitted on"
+            )
         self.class_names = class_names
         if self.tokenizer is None:
             options = self.options
-            self.tokenizer = fit_tokenizer(options.tokenizer, list(rows.texts[rows.split == "train"]), options.vocab_size,
-                                           options.min_freq, options.lowercase, options.max_len)
+            self.tokenizer = fit_tokenizer(
+                options.tokenizer,
+                list(rows.texts[rows.split == "train"]),
+                options.vocab_size,
+                options.min_freq,
+                options.lowercase,
+                options.max_len,
+            )
         class_index = {name: i for i, name in enumerate(class_names)}
         label_ids = torch.tensor([class_index[label] for label in rows.labels], dtype=torch.long)
         for name in SPLITS:
@@ -295,8 +335,9 @@ class TextDataModule(StwDataModule):
             order = WeightedRandomSampler(item_weights, len(train), replacement=True, generator=generator)
         else:
             order = RandomSampler(train, generator=generator)
-        return DataLoader(train, sampler=LengthBuckets(order, train.lengths, self.options.batch_size, generator), batch_size=None)
-
+        return DataLoader(
+            train, sampler=LengthBuckets(order, train.lengths, self.options.batch_size, generator), batch_size=None
+        )
 
     def encode_texts(self, texts: list[str]) -> Tensor:
         """Raw texts -> ids [N, T] (LongTensor, padded with pad_id to the longest) with the fitted tokenizer."""

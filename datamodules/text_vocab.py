@@ -55,7 +55,10 @@ def fit_bpe(texts: list[str], vocab_size: int, min_freq: int, lowercase: bool, m
     Training is deterministic (same texts and options give the same merges)."""
     tokenizer = _pipeline(models.BPE(unk_token=UNK), lowercase, max_len)
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=min_freq, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        vocab_size=vocab_size,
+        min_frequency=min_freq,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
         limit_alphabet=vocab_size - len(SPECIAL_TOKENS),  # keeps vocab_size a true maximum on tiny vocabularies
     )
     tokenizer.train_from_iterator(texts, trainer)
@@ -84,7 +87,9 @@ class Scheme:
 
 SCHEMES: dict[str, Scheme] = {
     "word": Scheme(fit_word, _word_state, _word_from_state),
-    "bpe": Scheme(fit_bpe, lambda tokenizer: {"json": tokenizer.to_str()}, lambda state: Tokenizer.from_str(state["json"])),
+    "bpe": Scheme(
+        fit_bpe, lambda tokenizer: {"json": tokenizer.to_str()}, lambda state: Tokenizer.from_str(state["json"])
+    ),
 }
 
 
@@ -115,6 +120,8 @@ class TextTokenizer:
         return cls(state["scheme"], SCHEMES[state["scheme"]].load(state))
 
 
-def fit_tokenizer(scheme: str, texts: list[str], vocab_size: int, min_freq: int, lowercase: bool, max_len: int) -> TextTokenizer:
+def fit_tokenizer(
+    scheme: str, texts: list[str], vocab_size: int, min_freq: int, lowercase: bool, max_len: int
+) -> TextTokenizer:
     """Fit `scheme` ("word" or "bpe") on `texts`, which must be the training split only."""
     return TextTokenizer(scheme, SCHEMES[scheme].fit(texts, vocab_size, min_freq, lowercase, max_len))

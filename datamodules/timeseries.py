@@ -6,9 +6,10 @@ fits the scaler on the train rows only, scales each split into one float32 tenso
 windows over it as zero-copy views.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,9 @@ def read_text_table(path: Path) -> pd.DataFrame:
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: not a readable CSV ({error}); it must be comma-separated text with a header line") from error
+        raise DataError(
+            f"{path}: not a readable CSV ({error}); it must be comma-separated text with a header line"
+        ) from error
     if table.empty:
         raise DataError(f"{path}: no data rows below the header; use a file with the series in it")
     return table
@@ -132,7 +135,11 @@ class StandardScaler:
 
     @classmethod
     def from_dict(cls, state: dict[str, list]) -> "StandardScaler":
-        return cls(list(state["columns"]), np.asarray(state["mean"], dtype=np.float64), np.asarray(state["std"], dtype=np.float64))
+        return cls(
+            list(state["columns"]),
+            np.asarray(state["mean"], dtype=np.float64),
+            np.asarray(state["std"], dtype=np.float64),
+        )
 
 
 def float32_rows(values: np.ndarray) -> Tensor:

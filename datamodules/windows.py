@@ -32,7 +32,9 @@ class WindowDataset(Dataset):
     def __getitem__(self, index: list[int] | Tensor) -> tuple[Tensor, Tensor]:
         index = torch.as_tensor(index)
         # One gather per batch; contiguous so models and metrics can view() it freely.
-        return self.x[index].transpose(-1, -2).contiguous(), self.y[index].transpose(-1, -2).contiguous()  # [B, L, C], [B, H, K]
+        return self.x[index].transpose(-1, -2).contiguous(), self.y[index].transpose(
+            -1, -2
+        ).contiguous()  # [B, L, C], [B, H, K]
 
 
 def batch_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:

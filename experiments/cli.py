@@ -42,8 +42,10 @@ def train(argv: list[str]) -> int:
     from experiments.train import run_training
 
     if any(a in ("-h", "--help") for a in argv):
-        print("Extra options: --tracking-uri URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db), "
-              "--quiet (no progress bar). Plain key=value words work like --key=value.\n")
+        print(
+            "Extra options: --tracking-uri URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db), "
+            "--quiet (no progress bar). Plain key=value words work like --key=value.\n"
+        )
     tracking_uri, quiet, rest = _run_options(argv)
     config = parse_run_args(rest)
     result = run_training(config, tracking_uri, quiet=quiet)
@@ -58,21 +60,38 @@ def train(argv: list[str]) -> int:
 def ui(argv: list[str]) -> int:
     """Start `mlflow ui` on 127.0.0.1 on the default store and print its URL."""
     parser = argparse.ArgumentParser(prog="stw ui", description="Open the MLflow UI on the local run store.")
-    parser.add_argument("--tracking-uri", help="backend store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    parser.add_argument(
+        "--tracking-uri", help="backend store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)"
+    )
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args(argv)
     uri = default_tracking_uri(args.tracking_uri)
     print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+    ]
     return subprocess.call(command)
 
 
 # Command -> "module:function"; imported on use so `stw --help` and `stw ui` stay fast.
 COMMANDS: dict[str, str] = {
-    "train": "experiments.cli:train", "sweep": "experiments.sweep_cli:sweep_main",
-    "reproduce": "experiments.reproduce:reproduce_main", "runs": "experiments.runs:runs_main",
-    "show": "experiments.runs:show_main", "compare": "experiments.runs:compare_main",
-    "predict": "experiments.predict:predict_main", "ui": "experiments.cli:ui",
+    "train": "experiments.cli:train",
+    "sweep": "experiments.sweep.cli:sweep_main",
+    "reproduce": "experiments.reproduce:reproduce_main",
+    "runs": "experiments.run_views:runs_main",
+    "show": "experiments.run_views:show_main",
+    "compare": "experiments.run_views:compare_main",
+    "predict": "experiments.predict:predict_main",
+    "ui": "experiments.cli:ui",
 }
 
 

@@ -52,7 +52,7 @@ MAXIMIZED = ("acc", "f1", "mcc", "auroc", "precision", "recall", "skill")
 
 
 def metric_mode(name: str) -> str:
-    """"max" for scores where higher is better (accuracy, F1, ...), else "min" (losses, errors)."""
+    """ "max" for scores where higher is better (accuracy, F1, ...), else "min" (losses, errors)."""
     return "max" if any(word in name for word in MAXIMIZED) else "min"
 
 
@@ -77,10 +77,21 @@ def run_parser(data: str, model: str, prog: str = "stw train") -> ArgumentParser
     """The jsonargparse parser for one dataset and one family (aliases set their family's defaults)."""
     data_cls = dataset_class(data)
     family, alias_defaults = resolve_family(model)
-    parser = ArgumentParser(prog=prog, exit_on_error=False, default_meta=False,
-                            description="Train one model on one dataset; every run is tracked in MLflow.")
-    parser.add_argument("--config", action="config", help="YAML file with any of the keys below (e.g. a saved config.yaml).")
-    parser.add_argument("--data.name", default=data, choices=sorted(DATASETS), help=f"dataset; registered: {', '.join(sorted(DATASETS))}")
+    parser = ArgumentParser(
+        prog=prog,
+        exit_on_error=False,
+        default_meta=False,
+        description="Train one model on one dataset; every run is tracked in MLflow.",
+    )
+    parser.add_argument(
+        "--config", action="config", help="YAML file with any of the keys below (e.g. a saved config.yaml)."
+    )
+    parser.add_argument(
+        "--data.name",
+        default=data,
+        choices=sorted(DATASETS),
+        help=f"dataset; registered: {', '.join(sorted(DATASETS))}",
+    )
     parser.add_class_arguments(data_cls.Options, "data", skip={"seed"})  # the run's one seed is passed down
     parser.add_argument("--model.family", default=model, help="model family or alias (e.g. lstm = rnn with cell lstm)")
     parser.add_class_arguments(FAMILIES[family].config, "model")

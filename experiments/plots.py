@@ -6,9 +6,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: runs happen on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def learning_curves(history: dict[str, list[tuple[int, float]]], path: Path, title: str) -> Path:
@@ -16,7 +16,7 @@ def learning_curves(history: dict[str, list[tuple[int, float]]], path: Path, tit
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, points in sorted(history.items()):
         if points:
-            epochs, values = zip(*points)
+            epochs, values = zip(*points, strict=False)
             ax.plot(epochs, values, marker="o", label=name)
     ax.set(xlabel="epoch", ylabel="loss", title=title)
     ax.grid(alpha=0.3)
@@ -28,8 +28,14 @@ def learning_curves(history: dict[str, list[tuple[int, float]]], path: Path, tit
 
 
 def forecast_vs_actual(
-    context: np.ndarray, actual: np.ndarray, forecast: np.ndarray,
-    context_time: list[pd.DatetimeIndex], target_time: list[pd.DatetimeIndex], channel: str, path: Path, title: str,
+    context: np.ndarray,
+    actual: np.ndarray,
+    forecast: np.ndarray,
+    context_time: list[pd.DatetimeIndex],
+    target_time: list[pd.DatetimeIndex],
+    channel: str,
+    path: Path,
+    title: str,
 ) -> Path:
     """One panel per test window: the lookback, the truth after it, and the model's forecast (original units)."""
     n = len(actual)
@@ -85,10 +91,10 @@ def compare_learning_curves(histories: dict[str, dict[str, list[tuple[int, float
     """One panel per metric, one line per run: `histories` maps a run's label to {metric: (epoch, value) pairs}."""
     metrics = sorted({name for history in histories.values() for name in history})
     fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=False):
         for run, history in histories.items():
             if points := history.get(metric):
-                epochs, values = zip(*points)
+                epochs, values = zip(*points, strict=False)
                 ax.plot(epochs, values, marker="o", label=run)
         ax.set(xlabel="epoch", ylabel=metric, title=metric)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -5,24 +5,194 @@ The datamodule is rebuilt from the run's config.yaml and given the run's fitted 
 data was. The checkpoint is read with torch.load(weights_only=True): tensors and plain data only, so a
 tampered file cannot run code. Lightning's saved hyper_parameters (the run config and the data spec) are
 plain data, so they load too and rebuild the module the weights belong to. What a dataset's input file looks
-like and what the output table holds is in experiments/predictors.py.
+like and what the output table holds is below.
+
+
+How `stw predict` turns new files into a prediction table: one entry per dataset in PREDICTORS.
+
+A predictor reads the files with the dataset's own public reading functions (so the same columns are required
+and the same checks apply as for training), applies the run's fitted preprocessing, restored from its
+preprocessing.json (nothing is refitted on the new file), runs the model and returns a table:
+
+- forecasting (ett, stock): one row per (window end, step), the wide layout. A window is every `lookback`
+  consecutive rows of the file, including the last ones, whose forecast runs past the file's end. Columns:
+  window_end (timestamp of the window's last row), step (1..horizon), timestamp (the forecast's time: the
+  file's own row while inside the file; past its end the file's regular spacing continued, or empty when the
+  dates are irregular, e.g. trading days), then per target channel <name>_forecast in the data's original
+  units and <name>_actual (the file's value at that time, empty past its end).
+- text classification (sms): one row per line of a UTF-8 text file holding one raw message per line. Columns:
+  text, label (the most probable class), prob_<class> for every class.
+- video classification (moving-shapes, hmdb51-samples, video-folder): one row per clip; each input is one clip,
+  a video file (.avi, .mp4, ...) or a folder of frame images, sampled like a test clip (centred, or
+  data.test_clips evenly spaced clips whose probabilities are averaged, as in testing). Columns: clip (the
+  input's path), label, prob_<class>.
+- gestures: one row per window, not per file, because a recording may hold several gestures and the model
+  labels each window (as training labels it by its last frame). Each input is a CSV with the 16 keypoint columns
+  (the gesture column is not needed); a window is data.clip_len consecutive frames, one starting every
+  data.stride frames. Columns: file, first_frame and last_frame (the window's first and last data row, counted
+  from 0), label, prob_<class>.
 """
 
 import argparse
 import pickle
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
 import torch
+from torch import Tensor
 
+from datamodules import StwDataModule, ett, stock
 from datamodules.errors import DataError
+from datamodules.timeseries import WindowedSeriesDataModule, float32_rows
+from datamodules.video.datamodule import FrameDataModule
+from datamodules.video.gestures import Gestures
 from experiments.config import datamodule_for
-from experiments.predictors import PREDICTORS
-from experiments.run_store import CHECKPOINT, CONFIG, PREPROCESSING, RunError, fetch_run
+from experiments.logged_run import CHECKPOINT, CONFIG, PREPROCESSING, RunError, fetch_run
 from lightning_modules import TASKS
+
+Predictor = Callable[[StwDataModule, pl.LightningModule, list[Path]], pd.DataFrame]
+FeatureReader = Callable[[list[Path], Any], tuple[pd.DataFrame, pd.DataFrame]]
+
+
+def single_file(paths: list[Path], what: str) -> Path:
+    if len(paths) != 1:
+        raise DataError(f"this run predicts from one file ({what}); got {len(paths)}: {', '.join(map(str, paths))}")
+    return paths[0]
+
+
+def ett_features(paths: list[Path], options: ett.EttOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
+    path = single_file(paths, f"a CSV with the header date,{','.join(ett.CHANNELS)}")
+    return ett.features_from_frame(ett.read_frame(path), options)
+
+
+def stock_features(paths: list[Path], options: stock.StockOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One price file per ticker of the run, matched by file name as in training (aapl.us.txt, AAPL.csv -> aapl)."""
+    tickers, by_ticker = options.ticker_names(), {stock.ticker_name(path): path for path in paths}
+    if sorted(by_ticker) != sorted(tickers) or len(paths) != len(tickers):
+        raise DataError(
+            f"the run forecasts from tickers {tickers}: give one price file per ticker, named after it "
+            f"(e.g. {tickers[0]}.us.txt or {tickers[0].upper()}.csv); got {', '.join(p.name for p in paths)}"
+        )
+    return stock.features_from_frames({ticker: stock.read_frame(by_ticker[ticker]) for ticker in tickers}, options)
+
+
+def batched(model: Callable[[Tensor], Tensor], items: Tensor, batch_size: int) -> Tensor:
+    return torch.cat([model(items[i : i + batch_size]) for i in range(0, len(items), batch_size)])
+
+
+def forecast_times(index: pd.DatetimeIndex, rows: np.ndarray) -> pd.Series:
+    """The time of each row number; rows past the end continue the index's spacing if it has exactly one."""
+    inside = rows < len(index)
+    times = pd.Series(index[np.minimum(rows, len(index) - 1)]).where(inside)
+    spacings = (index[1:] - index[:-1]).unique()
+    if len(spacings) == 1:
+        times[~inside] = index[-1] + spacings[0] * (rows[~inside] - len(index) + 1)
+    return times
+
+
+def forecaster(read_features: FeatureReader) -> Predictor:
+    """A predictor for a windowed-series dataset whose files `read_features` turns into (inputs, targets)."""
+
+    def predict(datamodule: WindowedSeriesDataModule, module: pl.LightningModule, paths: list[Path]) -> pd.DataFrame:
+        options = datamodule.options
+        lookback, horizon = options.lookback, options.horizon
+        inputs, targets = read_features(paths, options)
+        if len(inputs) < lookback:
+            raise DataError(
+                f"{', '.join(map(str, paths))}: {len(inputs)} rows of model inputs, but the run looks back "
+                f"{lookback} steps (its data.lookback); give at least {lookback} consecutive rows"
+            )
+        # Scaled and cast exactly as the datamodule does for training, so a window gives the numbers it gave in testing.
+        series = float32_rows(datamodule.input_scaler.transform(inputs))
+        windows = series.unfold(0, lookback, 1).transpose(1, 2)  # [N, L, C]: window i ends at row i + L - 1
+        scaled = batched(lambda x: module(x.contiguous()), windows, options.batch_size)
+        forecasts = datamodule.inverse_transform_targets(scaled).numpy()  # [N, H, K]
+        ends = np.repeat(np.arange(lookback - 1, len(inputs)), horizon)
+        rows = ends + np.tile(np.arange(1, horizon + 1), len(windows))
+        table = pd.DataFrame(
+            {"window_end": inputs.index[ends], "step": rows - ends, "timestamp": forecast_times(inputs.index, rows)}
+        )
+        actual = np.full((len(rows), targets.shape[1]), np.nan)
+        actual[rows < len(targets)] = targets.to_numpy()[rows[rows < len(targets)]]
+        for k, name in enumerate(targets.columns):
+            table[f"{name}_forecast"] = forecasts[:, :, k].reshape(-1)
+            table[f"{name}_actual"] = actual[:, k]
+        return table
+
+    return predict
+
+
+def text_lines(path: Path) -> list[str]:
+    raw = path.read_bytes()
+    try:
+        # Split on newlines only: str.splitlines() would also cut a message at characters like U+2028.
+        lines = [
+            line.removesuffix("\r")
+            for line in raw.decode("utf-8").removeprefix("\ufeff").removesuffix("\n").split("\n")
+        ]
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path}: byte 0x{raw[err.start]:02x} at offset {err.start} is not UTF-8; re-save the file as UTF-8"
+        ) from None
+    blank = [str(number) for number, line in enumerate(lines, start=1) if not line.strip()]
+    if not raw.strip() or blank:
+        where = "it is empty" if not raw.strip() else f"lines {', '.join(blank[:10])} are empty"
+        raise DataError(f"{path}: {where}; give one message per line, with no blank lines")
+    return lines
+
+
+def class_table(items: dict[str, Any], probs: Tensor, names: list[str]) -> pd.DataFrame:
+    """The columns naming each item, then label (the most probable class) and prob_<class> for every class."""
+    table = pd.DataFrame({**items, "label": [names[i] for i in probs.argmax(dim=1).tolist()]})
+    for k, name in enumerate(names):
+        table[f"prob_{name}"] = probs[:, k].numpy()
+    return table
+
+
+def classify_texts(datamodule: StwDataModule, module: pl.LightningModule, paths: list[Path]) -> pd.DataFrame:
+    texts = text_lines(single_file(paths, "a UTF-8 text file with one message per line"))
+    size = datamodule.options.batch_size
+    # Encoded batch by batch, each padded to its own longest message, as the test batches were.
+    probs = torch.cat(
+        [module.predict_proba(datamodule.encode_texts(texts[i : i + size])) for i in range(0, len(texts), size)]
+    )
+    return class_table({"text": texts}, probs, module.class_names)
+
+
+def classify_clips(datamodule: FrameDataModule, module: pl.LightningModule, paths: list[Path]) -> pd.DataFrame:
+    clips = torch.cat([datamodule.inputs_for(path) for path in paths])  # [N, T, C, H, W] or [N, test_clips, T, C, H, W]
+    test_clips = datamodule.options.test_clips
+    probs = batched(lambda x: module.predict_proba(x, test_clips), clips, datamodule.options.batch_size)
+    return class_table({"clip": [str(path) for path in paths]}, probs, module.class_names)
+
+
+def classify_windows(datamodule: Gestures, module: pl.LightningModule, paths: list[Path]) -> pd.DataFrame:
+    windows = [datamodule.inputs_for(path) for path in paths]  # per file [W, T, F], windows data.stride apart
+    probs = batched(module.predict_proba, torch.cat(windows), datamodule.options.batch_size)
+    first = np.concatenate([np.arange(len(w)) * datamodule.options.stride for w in windows])
+    items = {
+        "file": np.repeat([str(path) for path in paths], [len(w) for w in windows]),
+        "first_frame": first,
+        "last_frame": first + datamodule.options.clip_len - 1,
+    }
+    return class_table(items, probs, module.class_names)
+
+
+PREDICTORS: dict[str, Predictor] = {
+    "ett": forecaster(ett_features),
+    "stock": forecaster(stock_features),
+    "sms": classify_texts,
+    "gestures": classify_windows,
+    "moving-shapes": classify_clips,
+    "hmdb51-samples": classify_clips,
+    "video-folder": classify_clips,
+}
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -32,8 +202,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except pickle.UnpicklingError as error:
         wanted = re.search(r"GLOBAL (\S+)", str(error))
         detail = f" (it asks for {wanted.group(1)})" if wanted else ""
-        raise RunError(f"{path.name}: refused: the file holds objects other than tensors and plain data{detail}, which "
-                       "could run code when loaded; it is not a checkpoint stw wrote, so do not trust it") from None
+        raise RunError(
+            f"{path.name}: refused: the file holds objects other than tensors and plain data{detail}, which "
+            "could run code when loaded; it is not a checkpoint stw wrote, so do not trust it"
+        ) from None
     except (RuntimeError, EOFError, KeyError, zipfile.BadZipFile) as error:
         raise RunError(f"{path.name}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from None
     if not isinstance(checkpoint, dict) or not {"state_dict", "hyper_parameters"} <= checkpoint.keys():
@@ -52,15 +224,27 @@ def load_module(path: Path, task: str) -> pl.LightningModule:
 
 def predict_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="stw predict", description="Predict new data with a logged run's best checkpoint and the preprocessing it "
-        "was trained with; writes a CSV. Input formats and output columns per dataset: experiments/predictors.py.")
+        prog="stw predict",
+        description="Predict new data with a logged run's best checkpoint and the preprocessing it "
+        "was trained with; writes a CSV. Input formats and output columns per dataset are listed below.",
+    )
     parser.add_argument("run_id", metavar="RUN_ID", help="MLflow run ID of a finished run (see `stw runs`)")
-    parser.add_argument("--input", nargs="+", required=True, type=Path, metavar="FILE",
-                        help="new data in the training data's format: ett one CSV; stock one price file per ticker; "
-                        "sms a text file with one message per line; video datasets one video file or frame folder per "
-                        "clip; gestures keypoint CSVs")
+    parser.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="new data in the training data's format: ett one CSV; stock one price file per ticker; "
+        "sms a text file with one message per line; video datasets one video file or frame folder per "
+        "clip; gestures keypoint CSVs",
+    )
     parser.add_argument("--output", required=True, type=Path, metavar="FILE", help="CSV to write the predictions to")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
+    )
     return parser
 
 
@@ -74,8 +258,10 @@ def predict_main(argv: list[str]) -> int:
         config = run.config()
         name = config["data"]["name"]
         if name not in PREDICTORS:
-            raise RunError(f"run {run.run_id} trained on {name!r}, which stw predict does not handle yet; "
-                           f"it handles {', '.join(sorted(PREDICTORS))}")
+            raise RunError(
+                f"run {run.run_id} trained on {name!r}, which stw predict does not handle yet; "
+                f"it handles {', '.join(sorted(PREDICTORS))}"
+            )
         datamodule = datamodule_for(config)
         datamodule.load_state_dict(run.json(PREPROCESSING))
         module = load_module(run.download(CHECKPOINT), datamodule.task)

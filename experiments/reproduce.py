@@ -5,19 +5,116 @@ config, fingerprint and final metrics; the data this checkout reads must have th
 project code must be the run's commit with a clean tree. The reproduction is a new run in the same experiment,
 tagged stw.reproduces=<RUN_ID>. On the same machine and package versions a CPU run reproduces bit for bit,
 because run_training seeds everything and uses deterministic kernels.
+
+
+What `stw reproduce` checks before it trains: is it the same data, and is it the same code?
+
+Each check returns the problems that block an exact reproduction (as sentences) and, for code, the notes that
+do not. Only the project's own packages count as code: a changed README or benchmark cannot change a run.
 """
 
 import argparse
 import math
+import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from experiments import tracking
 from experiments.config import datamodule_for
-from experiments.reproduce_checks import code_check, data_differences, short
-from experiments.run_store import CONFIG, FINGERPRINT, RunError, StoredRun, fetch_run, is_final_metric
+from experiments.logged_run import CONFIG, FINGERPRINT, RunError, StoredRun, fetch_run, is_final_metric
 from experiments.tables import text_table
+from experiments.tracking import PROJECT_PACKAGES
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def short(digest: str) -> str:
+    return digest[:12]
+
+
+def data_differences(original: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Files and shaping options that differ between two fingerprints (datamodules.fingerprint), one line each."""
+    lines = []
+    files_then, files_now = original.get("files", {}), current.get("files", {})
+    for name in sorted(files_then.keys() | files_now.keys()):
+        then, now = files_then.get(name), files_now.get(name)
+        if then != now:
+            lines.append(
+                f"file {name}: sha256 {short(then) if then else '(absent)'} in the run, "
+                f"{short(now) if now else '(absent)'} now"
+            )
+    options_then, options_now = original.get("options", {}), current.get("options", {})
+    for name in sorted(options_then.keys() | options_now.keys()):
+        then, now = options_then.get(name, "(unset)"), options_now.get(name, "(unset)")
+        if then != now:
+            lines.append(f"option {name}: {then!r} in the run, {now!r} now")
+    if not lines and original.get("digest") != current.get("digest"):
+        lines.append("the fingerprints differ in how they were computed (the datamodule code changed)")
+    return lines
+
+
+def listing(files: list[str], limit: int = 10) -> str:
+    return ", ".join(files[:limit]) + (f" and {len(files) - limit} more" if len(files) > limit else "")
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
+    return result.stdout if result.returncode == 0 else None
+
+
+def uncommitted_files(repo: Path) -> list[str]:
+    """Project files with uncommitted changes (modified, added or untracked)."""
+    status = _git(repo, "status", "--porcelain", "--untracked-files=all", "--", *PROJECT_PACKAGES) or ""
+    return [line[3:] for line in status.splitlines() if line.strip()]
+
+
+def files_changed_since(repo: Path, commit: str, head: str) -> list[str] | None:
+    """Project files that differ between two commits; None when either commit is not in this clone."""
+    diff = _git(repo, "diff", "--name-only", commit, head, "--", *PROJECT_PACKAGES)
+    return None if diff is None else diff.splitlines()
+
+
+@dataclass
+class CodeCheck:
+    problems: list[str] = field(default_factory=list)  # each one makes the code differ from the run's
+    notes: list[str] = field(default_factory=list)  # differences that cannot change the run
+
+
+def code_check(run_tags: dict[str, str], current: dict[str, str], repo: Path = PROJECT_ROOT) -> CodeCheck:
+    """Compare the run's stw.git_commit/stw.git_dirty tags with `current` (tracking.git_state() of this checkout)."""
+    check = CodeCheck()
+    commit, head = run_tags.get("stw.git_commit", "unknown"), current["stw.git_commit"]
+    if "unknown" in (commit, head):
+        check.problems.append(
+            f"the code version is unknown (commit {commit} in the run, {head} here): "
+            "only runs trained from a git checkout, reproduced in one, can be checked"
+        )
+        return check
+    if run_tags.get("stw.git_dirty") != "false":
+        check.problems.append(
+            f"the run was trained from commit {short(commit)} with uncommitted changes to "
+            f"{', '.join(PROJECT_PACKAGES)}, so its exact code was never recorded"
+        )
+    if current["stw.git_dirty"] == "true":
+        check.problems.append(f"this checkout has uncommitted changes in: {listing(uncommitted_files(repo)) or '?'}")
+    if commit == head:
+        return check
+    changed = files_changed_since(repo, commit, head)
+    if changed is None:
+        check.problems.append(f"the run's commit {short(commit)} is not in this clone ({repo}); fetch it")
+    elif changed:
+        check.problems.append(
+            f"this checkout is at commit {short(head)}, not the run's {short(commit)}, and these "
+            f"project files differ: {listing(changed)}"
+        )
+    else:
+        check.notes.append(
+            f"this checkout is at commit {short(head)}, not the run's {short(commit)}, but no file in "
+            f"{', '.join(PROJECT_PACKAGES)} differs, so the run's code is unchanged"
+        )
+    return check
 
 
 class ReproduceRefused(RunError):
@@ -80,9 +177,13 @@ class Difference:
 def data_difference(run: StoredRun, config: dict[str, Any]) -> Difference | None:
     original, current = run.json(FINGERPRINT), current_fingerprint(config)
     details = data_differences(original, current)
-    heading = (f"the data fingerprint differs from run {run.run_id}'s ({short(original['digest'])} in the run, "
-               f"{short(current['digest'])} now):")
-    return Difference("data", heading, details, "Point data.root or $STW_DATA_DIR at the run's files") if details else None
+    heading = (
+        f"the data fingerprint differs from run {run.run_id}'s ({short(original['digest'])} in the run, "
+        f"{short(current['digest'])} now):"
+    )
+    return (
+        Difference("data", heading, details, "Point data.root or $STW_DATA_DIR at the run's files") if details else None
+    )
 
 
 def code_difference(run: StoredRun, problems: list[str]) -> Difference | None:
@@ -96,8 +197,10 @@ def check_run(run: StoredRun, allow_code_change: bool, allow_data_change: bool) 
     run.require(CONFIG, FINGERPRINT)
     if not run.final_metrics():
         state = run.tags.get("stw.trial_state", run.run.info.status)
-        raise ReproduceRefused(f"run {run.run_id} logged no final test metrics ({state}), so there is nothing to "
-                               "compare a reproduction with; choose a run that finished testing")
+        raise ReproduceRefused(
+            f"run {run.run_id} logged no final test metrics ({state}), so there is nothing to "
+            "compare a reproduction with; choose a run that finished testing"
+        )
     config = run.config()
     code = code_check(run.tags, tracking.git_state())
     differences = [d for d in (data_difference(run, config), code_difference(run, code.problems)) if d is not None]
@@ -120,23 +223,40 @@ def metrics_table(rows: list[MetricRow], tolerance: float) -> str:
         return text if row.within(tolerance) else f"{text}  <- beyond tolerance {tolerance:g}"
 
     # Nine significant digits tell float32 values apart, so "identical" in the table means identical.
-    return text_table(["metric", "original", "reproduced", "difference"],
-                      [[row.name, row.original, row.reproduced, difference(row)] for row in rows], digits=9)
+    return text_table(
+        ["metric", "original", "reproduced", "difference"],
+        [[row.name, row.original, row.reproduced, difference(row)] for row in rows],
+        digits=9,
+    )
 
 
 def reproduce_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="stw reproduce", description="Retrain a logged run (a `stw train` run or a sweep trial) from its saved "
-        "config, on the same data and code, and compare its final metrics with the original's.")
+        prog="stw reproduce",
+        description="Retrain a logged run (a `stw train` run or a sweep trial) from its saved "
+        "config, on the same data and code, and compare its final metrics with the original's.",
+    )
     parser.add_argument("run_id", metavar="RUN_ID", help="MLflow run ID (see `stw runs`)")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI holding the run, e.g. http://host:5000 "
-                        "(default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db); the reproduction is logged there too")
-    parser.add_argument("--tolerance", type=float, default=0.0,
-                        help="largest absolute difference of a final metric that still counts as reproduced (default: 0)")
-    parser.add_argument("--allow-code-change", action="store_true",
-                        help="retrain even if the project code differs from the run's commit or has uncommitted changes")
-    parser.add_argument("--allow-data-change", action="store_true",
-                        help="retrain even if the data's fingerprint differs from the run's")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI holding the run, e.g. http://host:5000 "
+        "(default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db); the reproduction is logged there too",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.0,
+        help="largest absolute difference of a final metric that still counts as reproduced (default: 0)",
+    )
+    parser.add_argument(
+        "--allow-code-change",
+        action="store_true",
+        help="retrain even if the project code differs from the run's commit or has uncommitted changes",
+    )
+    parser.add_argument(
+        "--allow-data-change", action="store_true", help="retrain even if the data's fingerprint differs from the run's"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or model summary")
     return parser
 
@@ -150,7 +270,10 @@ def reproduce_main(argv: list[str]) -> int:
         plan = check_run(run, args.allow_code_change, args.allow_data_change)
         for note in plan.notes:
             print(f"note: {note}", file=sys.stderr)
-        tags = {"stw.reproduces": run.run_id, **({"stw.reproduce_allowed": ",".join(plan.allowed)} if plan.allowed else {})}
+        tags = {
+            "stw.reproduces": run.run_id,
+            **({"stw.reproduce_allowed": ",".join(plan.allowed)} if plan.allowed else {}),
+        }
         result = run_training(plan.config, run.tracking_uri, quiet=is_quiet(args.quiet or None), tags=tags)
         reproduced = run.client.get_run(result.run_id).data.metrics
         rows = compare_final_metrics(run.final_metrics(), reproduced)

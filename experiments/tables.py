@@ -16,10 +16,14 @@ def cell(value: Any, digits: int = 6) -> str:
 
 def text_table(headers: list[str], rows: list[list[Any]], digits: int = 6) -> str:
     texts = [[cell(value, digits) for value in row] for row in rows]
-    widths = [max(len(text) for text in column) for column in zip(headers, *texts)]
-    numeric = [all(isinstance(row[i], Number) or row[i] is None for row in rows) and bool(rows) for i in range(len(headers))]
+    widths = [max(len(text) for text in column) for column in zip(headers, *texts, strict=False)]
+    numeric = [
+        all(isinstance(row[i], Number) or row[i] is None for row in rows) and bool(rows) for i in range(len(headers))
+    ]
 
     def line(values: list[str]) -> str:
-        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=False)
+        ).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(row) for row in texts)])

@@ -12,8 +12,9 @@ from datamodules import StwDataModule
 from experiments import plots
 
 
-def forecast_report(datamodule: StwDataModule, module: pl.LightningModule, folder: Path, title: str,
-                    n_windows: int = 3) -> list[Path]:
+def forecast_report(
+    datamodule: StwDataModule, module: pl.LightningModule, folder: Path, title: str, n_windows: int = 3
+) -> list[Path]:
     """The first target channel of a few evenly spaced test windows, in original units."""
     dataset = datamodule.test_dataloader().dataset
     index = np.linspace(0, len(dataset) - 1, n_windows).astype(int).tolist()
@@ -27,12 +28,18 @@ def forecast_report(datamodule: StwDataModule, module: pl.LightningModule, folde
         context = datamodule.inverse_transform_targets(x[:, :, spec["target_index"]])[..., 0].numpy()
     else:
         context = np.full((len(index), lookback), np.nan)
-    return [plots.forecast_vs_actual(
-        context, datamodule.inverse_transform_targets(y)[..., 0].numpy(),
-        datamodule.inverse_transform_targets(forecast)[..., 0].numpy(),
-        [times[i : i + lookback] for i in index], [times[i + lookback : i + lookback + horizon] for i in index],
-        spec["target_names"][0], folder / "forecast.png", title,
-    )]
+    return [
+        plots.forecast_vs_actual(
+            context,
+            datamodule.inverse_transform_targets(y)[..., 0].numpy(),
+            datamodule.inverse_transform_targets(forecast)[..., 0].numpy(),
+            [times[i : i + lookback] for i in index],
+            [times[i + lookback : i + lookback + horizon] for i in index],
+            spec["target_names"][0],
+            folder / "forecast.png",
+            title,
+        )
+    ]
 
 
 def confusion_counts(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -50,7 +57,9 @@ def per_class_table(counts: np.ndarray, class_names: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"class": class_names, "precision": precision, "recall": recall, "f1": f1, "support": support})
 
 
-def classification_report(datamodule: StwDataModule, module: pl.LightningModule, folder: Path, title: str) -> list[Path]:
+def classification_report(
+    datamodule: StwDataModule, module: pl.LightningModule, folder: Path, title: str
+) -> list[Path]:
     """The confusion matrix (counts and row shares) and a per-class CSV, from the module's test predictions."""
     predictions, class_names = module.test_predictions, module.class_names
     counts = confusion_counts(predictions.labels.numpy(), predictions.probs.argmax(dim=1).numpy(), len(class_names))

@@ -14,7 +14,17 @@ PROJECT_PACKAGES = ("datamodules", "lightning_modules", "experiments")
 # MLflow's async logger otherwise polls its queue with a 1 s timeout, and every flush or set_terminated waits out
 # that poll (three to four waits per run); with buffering, it waits on the stop event and shuts down at once.
 os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "1")
-VERSIONED_PACKAGES = ("torch", "lightning", "torchmetrics", "mlflow", "optuna", "optuna-integration", "pandas", "numpy", "st-workbench")
+VERSIONED_PACKAGES = (
+    "torch",
+    "lightning",
+    "torchmetrics",
+    "mlflow",
+    "optuna",
+    "optuna-integration",
+    "pandas",
+    "numpy",
+    "st-workbench",
+)
 
 
 def default_tracking_uri(uri: str | None = None) -> str:

@@ -24,8 +24,8 @@ from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.tracking import MlflowClient
 
 from experiments import plots, tracking
-from experiments.task_reports import TASK_REPORTS
 from experiments.config import datamodule_for, dump_config, flatten, metric_mode
+from experiments.task_reports import TASK_REPORTS
 from lightning_modules import TASKS
 
 QUIET_ENV = "STW_QUIET"
@@ -68,29 +68,46 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
-def build_trainer(config: dict[str, Any], logger: MLFlowLogger | None, checkpoint_dir: Path,
-                  callbacks: list[Callback], quiet: bool) -> pl.Trainer:
+def build_trainer(
+    config: dict[str, Any], logger: MLFlowLogger | None, checkpoint_dir: Path, callbacks: list[Callback], quiet: bool
+) -> pl.Trainer:
     trainer_cfg = config["trainer"]
     monitor, mode = trainer_cfg["monitor"], metric_mode(trainer_cfg["monitor"])
-    monitors: list[Callback] = [ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=monitor, mode=mode,
-                                                save_top_k=1, save_weights_only=True)]
+    monitors: list[Callback] = [
+        ModelCheckpoint(
+            dirpath=checkpoint_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True
+        )
+    ]
     if trainer_cfg["patience"] > 0:
         monitors.append(EarlyStopping(monitor=monitor, mode=mode, patience=trainer_cfg["patience"]))
     return pl.Trainer(
-        accelerator="cpu", devices=1, deterministic=True, logger=logger if logger is not None else False,
-        callbacks=[*monitors, *callbacks], max_epochs=trainer_cfg["max_epochs"],
+        accelerator="cpu",
+        devices=1,
+        deterministic=True,
+        logger=logger if logger is not None else False,
+        callbacks=[*monitors, *callbacks],
+        max_epochs=trainer_cfg["max_epochs"],
         gradient_clip_val=trainer_cfg["gradient_clip_val"] or None,
-        limit_train_batches=trainer_cfg["limit_train_batches"], limit_val_batches=trainer_cfg["limit_val_batches"],
-        limit_test_batches=trainer_cfg["limit_test_batches"], num_sanity_val_steps=0, log_every_n_steps=1,
-        enable_progress_bar=trainer_cfg["progress"] and not quiet, enable_model_summary=not quiet,
+        limit_train_batches=trainer_cfg["limit_train_batches"],
+        limit_val_batches=trainer_cfg["limit_val_batches"],
+        limit_test_batches=trainer_cfg["limit_test_batches"],
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        enable_progress_bar=trainer_cfg["progress"] and not quiet,
+        enable_model_summary=not quiet,
     )
 
 
 def run_tags(config: dict[str, Any], parent_run_id: str | None, extra: dict[str, str]) -> dict[str, str]:
     tags = {
-        "stw.tool": "st-workbench", "stw.data": config["data"]["name"], "stw.family": config["model"]["family"],
-        "stw.seed": str(config["seed"]), "stw.command": tracking.command_line(),
-        **tracking.git_state(), **tracking.package_versions(), **extra,
+        "stw.tool": "st-workbench",
+        "stw.data": config["data"]["name"],
+        "stw.family": config["model"]["family"],
+        "stw.seed": str(config["seed"]),
+        "stw.command": tracking.command_line(),
+        **tracking.git_state(),
+        **tracking.package_versions(),
+        **extra,
     }
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
@@ -98,9 +115,15 @@ def run_tags(config: dict[str, Any], parent_run_id: str | None, extra: dict[str,
 
 
 def run_training(
-    config: dict[str, Any], tracking_uri: str | None = None, *, quiet: bool | None = None,
-    parent_run_id: str | None = None, callbacks: tuple[Callback, ...] = (), tags: dict[str, str] | None = None,
-    run_name: str | None = None, finished_on: tuple[type[BaseException], ...] = (),
+    config: dict[str, Any],
+    tracking_uri: str | None = None,
+    *,
+    quiet: bool | None = None,
+    parent_run_id: str | None = None,
+    callbacks: tuple[Callback, ...] = (),
+    tags: dict[str, str] | None = None,
+    run_name: str | None = None,
+    finished_on: tuple[type[BaseException], ...] = (),
 ) -> RunResult:
     """Train, test and track one run. Exceptions in `finished_on` (e.g. a pruned trial) end the run FINISHED.
 
@@ -114,7 +137,9 @@ def run_training(
     client = MlflowClient(tracking_uri)
     experiment = tracking.experiment_id(client, config["data"]["name"], tracking_uri)
     run_name = run_name or f"{config['model']['family']}-seed{config['seed']}"
-    run_id = client.create_run(experiment, run_name=run_name, tags=run_tags(config, parent_run_id, tags or {})).info.run_id
+    run_id = client.create_run(
+        experiment, run_name=run_name, tags=run_tags(config, parent_run_id, tags or {})
+    ).info.run_id
     client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in flatten(config).items()])
     workdir = Path(tempfile.mkdtemp(prefix="stw-run-"))
     history, status, parts = EpochHistory(), "FINISHED", {}
@@ -163,8 +188,15 @@ def _best_checkpoint(workdir: Path) -> str | None:
     return str(best) if best.exists() else None
 
 
-def _log_artifacts(client: MlflowClient, run_id: str, config: dict[str, Any], parts: dict[str, Any],
-                   history: EpochHistory, workdir: Path, status: str) -> None:
+def _log_artifacts(
+    client: MlflowClient,
+    run_id: str,
+    config: dict[str, Any],
+    parts: dict[str, Any],
+    history: EpochHistory,
+    workdir: Path,
+    status: str,
+) -> None:
     """Everything needed to inspect and rebuild the run; written even when training failed part-way."""
     files = {"config.yaml": dump_config(config), "requirements.txt": tracking.pip_freeze()}
     if "fingerprint" in parts:

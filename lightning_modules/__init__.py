@@ -2,8 +2,8 @@
 
 import lightning.pytorch as pl
 
-from lightning_modules.classification import ClassificationModule
-from lightning_modules.forecasting import ForecastingModule
+from lightning_modules.classify_training import ClassificationModule
+from lightning_modules.forecast_training import ForecastingModule
 
 TASKS: dict[str, type[pl.LightningModule]] = {"forecast": ForecastingModule, "classify": ClassificationModule}
 

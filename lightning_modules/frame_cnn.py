@@ -64,8 +64,11 @@ SPATIAL_POOLINGS: dict[str, Callable[[int, int], tuple[nn.Module, int]]] = {
 def with_coordinates(h: Tensor) -> Tensor:
     """[N, C, H, W] -> [N, C + 2, H, W], the last two channels x then y, each from -1 to 1 across the map."""
     height, width = h.shape[2:]
-    ys, xs = torch.meshgrid(torch.linspace(-1, 1, height, device=h.device, dtype=h.dtype),
-                            torch.linspace(-1, 1, width, device=h.device, dtype=h.dtype), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.linspace(-1, 1, height, device=h.device, dtype=h.dtype),
+        torch.linspace(-1, 1, width, device=h.device, dtype=h.dtype),
+        indexing="ij",
+    )
     return torch.cat([h, torch.stack([xs, ys]).expand(len(h), -1, -1, -1)], dim=1)
 
 
@@ -75,8 +78,9 @@ class FrameCNN(nn.Module):
     def __init__(self, frame_shape: list[int], options: FrameCNNOptions) -> None:
         super().__init__()
         if options.layers < 1 or options.channels < 1:
-            raise ValueError(f"task.frame_layers and task.frame_channels must be >= 1; got {options.layers}, "
-                             f"{options.channels}")
+            raise ValueError(
+                f"task.frame_layers and task.frame_channels must be >= 1; got {options.layers}, {options.channels}"
+            )
         if options.pooling not in SPATIAL_POOLINGS:
             raise ValueError(f"task.frame_pooling={options.pooling!r}; choose one of: {', '.join(SPATIAL_POOLINGS)}")
         in_channels, height, width = frame_shape
@@ -85,9 +89,14 @@ class FrameCNN(nn.Module):
         for i in range(options.layers):
             out_channels = options.channels * 2**i
             pool = (2 if height >= 2 else 1, 2 if width >= 2 else 1)
-            blocks.append(nn.Sequential(
-                nn.Conv2d(in_channels + (2 if options.coords else 0), out_channels, 3, padding=1, bias=False),
-                nn.BatchNorm2d(out_channels), nn.ReLU(), nn.MaxPool2d(pool)))
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(in_channels + (2 if options.coords else 0), out_channels, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(out_channels),
+                    nn.ReLU(),
+                    nn.MaxPool2d(pool),
+                )
+            )
             in_channels, height, width = out_channels, height // pool[0], width // pool[1]
         self.blocks = nn.ModuleList(blocks)
         self.pool, self.out_dim = SPATIAL_POOLINGS[options.pooling](in_channels, height * width)

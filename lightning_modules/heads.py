@@ -18,8 +18,10 @@ def real_steps(h: Tensor, mask: Tensor | None) -> Tensor:
         return torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
     if not mask.any(dim=1).all():
         # Only an encoder that pools time can do this; guessing a step would make the item's logits depend on its batch.
-        raise ValueError("an item has no real step left after the encoder: a cnn with pooling needs at least "
-                         "pool_size**num_layers steps per item; use model.pool=none or fewer layers for short inputs")
+        raise ValueError(
+            "an item has no real step left after the encoder: a cnn with pooling needs at least "
+            "pool_size**num_layers steps per item; use model.pool=none or fewer layers for short inputs"
+        )
     return mask
 
 

@@ -40,7 +40,9 @@ def configure_optimizers(params: Any, cfg: OptimConfig, max_epochs: int) -> dict
         "none": None,
         "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(max_epochs, 1)),
         "step": lambda: torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma),
-        "plateau": lambda: torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg.gamma, patience=cfg.step_size),
+        "plateau": lambda: torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=cfg.gamma, patience=cfg.step_size
+        ),
     }
     make = schedulers[cfg.scheduler]
     if make is None:

@@ -90,8 +90,9 @@ STEMS: dict[tuple[str, str], StemFactory] = {
 }
 
 
-def build_stem(spec: dict[str, Any], dim: int, dropout: float, reads: str = "steps",
-               frame_cnn: FrameCNNOptions | None = None) -> nn.Module:
+def build_stem(
+    spec: dict[str, Any], dim: int, dropout: float, reads: str = "steps", frame_cnn: FrameCNNOptions | None = None
+) -> nn.Module:
     """The stem that turns spec["input_kind"] into what the family reads ("steps" or "clip").
 
     An unknown kind lists the registered ones; a kind that cannot give what the family reads (raw clips from
@@ -104,9 +105,11 @@ def build_stem(spec: dict[str, Any], dim: int, dropout: float, reads: str = "ste
     if (kind, reads) not in STEMS:
         givers = sorted(k for k, r in STEMS if r == reads)
         feeds = sorted(r for k, r in STEMS if k == kind)
-        raise ValueError(f"the family reads {reads!r} input, which input_kind {', '.join(givers)} gives but {kind!r} "
-                         f"does not; choose a family that reads {' or '.join(map(repr, feeds))} "
-                         "(e.g. rnn, transformer, cnn_rnn_transformer)")
+        raise ValueError(
+            f"the family reads {reads!r} input, which input_kind {', '.join(givers)} gives but {kind!r} "
+            f"does not; choose a family that reads {' or '.join(map(repr, feeds))} "
+            "(e.g. rnn, transformer, cnn_rnn_transformer)"
+        )
     return STEMS[kind, reads](spec, dim, dropout, frame_cnn or FrameCNNOptions())
 
 

@@ -44,7 +44,7 @@ def load_logged():
     """Loads a logged run the ordinary Lightning way, without stw's predict code, as the reference predictions
     are checked against: (datamodule with the run's own preprocessing, module from its best checkpoint, final metrics)."""
     from experiments.config import datamodule_for
-    from experiments.run_store import fetch_run
+    from experiments.logged_run import fetch_run
     from lightning_modules import TASKS
 
     def load(run_id: str, uri: str):

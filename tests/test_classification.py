@@ -13,16 +13,24 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from experiments.config import config_from_dict, parse_run_args, run_parser
-from experiments.search_space import knobs_for, load_space, nest
+from experiments.sweep.space import knobs_for, load_space, nest
 from experiments.task_reports import TASK_REPORTS, classification_report
 from lightning_modules import TASKS
-from lightning_modules.classification import ClassificationModule, MatthewsCorrCoef, Predictions
-from lightning_modules.classifier import Classifier
+from lightning_modules.classify_model import Classifier
+from lightning_modules.classify_training import ClassificationModule, MatthewsCorrCoef, Predictions
 from lightning_modules.families import FAMILIES
 from lightning_modules.heads import ClassificationHead
 from lightning_modules.stems import STEMS, build_stem
 
-VARIABLE_LENGTH_FAMILIES = ["cnn", "rnn", "transformer", "cnn_rnn", "cnn_transformer", "cnn_rnn_transformer", "frame_avg"]
+VARIABLE_LENGTH_FAMILIES = [
+    "cnn",
+    "rnn",
+    "transformer",
+    "cnn_rnn",
+    "cnn_transformer",
+    "cnn_rnn_transformer",
+    "frame_avg",
+]
 FIXED_LENGTH_FAMILIES = ["linear", "mlp"]
 CLIP_FAMILIES = ["c3d", "convlstm"]  # read raw frames only: specified in test_video_models.py
 POOLINGS = ["last", "mean", "max", "attention"]
@@ -44,6 +52,7 @@ def classifier(family: str, family_config: dict | None = None, pooling: str = "m
 
 # Models: stems, heads and every family behind them.
 
+
 def test_every_family_is_classified_as_variable_length_fixed_length_or_clip() -> None:
     assert sorted(VARIABLE_LENGTH_FAMILIES + FIXED_LENGTH_FAMILIES + CLIP_FAMILIES) == sorted(FAMILIES)
 
@@ -61,14 +70,24 @@ def test_families_that_need_a_fixed_length_refuse_tokens_and_name_the_families_t
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
-@pytest.mark.parametrize("family, family_config", [
-    ("rnn", {"cell": "lstm", "bidirectional": True, "num_layers": 2}),
-    ("cnn", {"kernel_sizes": [3, 4, 5], "num_layers": 1}),  # Kim (2014)
-    ("cnn", {"num_layers": 2, "dilation_growth": 2, "residual": True}),
-    ("transformer", {"d_model": 16, "n_heads": 2}),
-    ("cnn_rnn_transformer", {"cnn": {"channels": 8}, "rnn": {"hidden_size": 8},
-                             "transformer": {"d_model": 8, "n_heads": 2, "ff_dim": 16}}),
-], ids=["bilstm", "kim_cnn", "tcn", "transformer", "cnn_rnn_transformer"])
+@pytest.mark.parametrize(
+    "family, family_config",
+    [
+        ("rnn", {"cell": "lstm", "bidirectional": True, "num_layers": 2}),
+        ("cnn", {"kernel_sizes": [3, 4, 5], "num_layers": 1}),  # Kim (2014)
+        ("cnn", {"num_layers": 2, "dilation_growth": 2, "residual": True}),
+        ("transformer", {"d_model": 16, "n_heads": 2}),
+        (
+            "cnn_rnn_transformer",
+            {
+                "cnn": {"channels": 8},
+                "rnn": {"hidden_size": 8},
+                "transformer": {"d_model": 8, "n_heads": 2, "ff_dim": 16},
+            },
+        ),
+    ],
+    ids=["bilstm", "kim_cnn", "tcn", "transformer", "cnn_rnn_transformer"],
+)
 def test_padding_does_not_change_a_sequences_logits(family: str, family_config: dict, pooling: str) -> None:
     model, ids = classifier(family, family_config, pooling), padded_ids(LENGTHS)
     with torch.no_grad():
@@ -149,8 +168,13 @@ def one_hot_logits(classes: list[int]) -> Tensor:
 
 
 def run_test(module: ClassificationModule, batches: list[tuple[Tensor, Tensor]]) -> dict[str, float]:
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     return trainer.test(module, dataloaders=DataLoader(batches, batch_size=None), verbose=False)[0]
 
 
@@ -186,8 +210,9 @@ def test_test_metrics_cover_the_full_test_set_over_batches(tested) -> None:
 
 def test_per_class_f1_is_logged_under_each_class_name(tested) -> None:
     _, scores = tested
-    assert (scores["test_f1_ham"], scores["test_f1_spam"], scores["test_f1_phishing"]) == \
-        pytest.approx((2 / 3, 6 / 7, 1.0))
+    assert (scores["test_f1_ham"], scores["test_f1_spam"], scores["test_f1_phishing"]) == pytest.approx(
+        (2 / 3, 6 / 7, 1.0)
+    )
     assert "test_f1_per_class" not in scores
 
 
@@ -246,11 +271,13 @@ def test_input_noise_perturbs_float_inputs_but_never_token_ids() -> None:
     token_module = ClassificationModule(run_config("task.input_noise=1.0"), {**SPEC, **TOKENS})
     token_module.eval()  # dropout off: only noise could make two forward passes differ
     ids = padded_ids([5, 3])
-    torch.testing.assert_close(token_module.training_step((ids, labels[:2]), 0),
-                               token_module.training_step((ids, labels[:2]), 0))
+    torch.testing.assert_close(
+        token_module.training_step((ids, labels[:2]), 0), token_module.training_step((ids, labels[:2]), 0)
+    )
 
 
 # The report logged with a finished classification run.
+
 
 def test_report_writes_a_confusion_matrix_figure_and_a_per_class_table(tmp_path) -> None:
     module = echo_module(SPEC)
@@ -267,13 +294,23 @@ def test_report_writes_a_confusion_matrix_figure_and_a_per_class_table(tmp_path)
 
 # The text search space.
 
+
 @pytest.mark.parametrize("family", VARIABLE_LENGTH_FAMILIES)
 def test_every_sms_search_space_knob_is_a_valid_key_of_a_text_run(family: str) -> None:
     space = load_space()
     knobs = knobs_for(space, "sms", family, fixed=set())
-    assert {"task.embed_dim", "task.pooling", "task.label_smoothing", "task.class_weighting", "data.tokenizer",
-            "data.vocab_size", "data.max_len"} <= set(knobs)
-    first = {path: (dist["choice"] if "choice" in dist else dist.get("float") or dist.get("int"))[0]
-             for path, dist in knobs.items()}
+    assert {
+        "task.embed_dim",
+        "task.pooling",
+        "task.label_smoothing",
+        "task.class_weighting",
+        "data.tokenizer",
+        "data.vocab_size",
+        "data.max_len",
+    } <= set(knobs)
+    first = {
+        path: (dist["choice"] if "choice" in dist else dist.get("float") or dist.get("int"))[0]
+        for path, dist in knobs.items()
+    }
     config = config_from_dict(nest({**first, "data.name": "sms", "model.family": family}))
     assert config["task"]["pooling"] == space["datasets"]["sms"]["task.pooling"]["choice"][0]

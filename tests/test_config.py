@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from experiments.config import ConfigError, config_from_dict, dump_config, flatten, parse_run_args
-from experiments.search_space import knobs_for, load_space, nest
+from experiments.sweep.space import knobs_for, load_space, nest
 
 
 def test_cli_words_and_options_build_one_config():
@@ -50,11 +50,14 @@ def test_flatten_makes_dotted_params():
 
 
 @pytest.mark.parametrize("data", ["ett", "stock"])
-@pytest.mark.parametrize("family", ["linear", "mlp", "cnn", "rnn", "transformer", "cnn_rnn", "cnn_transformer",
-                                    "cnn_rnn_transformer"])
+@pytest.mark.parametrize(
+    "family", ["linear", "mlp", "cnn", "rnn", "transformer", "cnn_rnn", "cnn_transformer", "cnn_rnn_transformer"]
+)
 def test_every_forecasting_search_space_knob_is_a_valid_config_key(data, family):
     knobs = knobs_for(load_space(), data, family, fixed=set())
     for pick in (0, -1):  # the first and the last value of every knob
-        chosen = {path: (dist.get("choice") or dist.get("float") or dist.get("int"))[pick] for path, dist in knobs.items()}
+        chosen = {
+            path: (dist.get("choice") or dist.get("float") or dist.get("int"))[pick] for path, dist in knobs.items()
+        }
         config = config_from_dict(nest({**chosen, "data.name": data, "model.family": family}))
         assert config["model"]["family"] == family

@@ -74,10 +74,16 @@ def test_window_content_and_timestamps_equal_the_raw_rows(ett96: EttDataModule, 
     assert x.shape == (1, lookback, 7) and y.shape == (1, horizon, 7) and x.dtype == torch.float32
     first_target = start + index + lookback
     np.testing.assert_allclose(
-        ett96.input_scaler.inverse_transform(x[0].double()), raw[CHANNELS][start + index : first_target], rtol=1e-5, atol=1e-5
+        ett96.input_scaler.inverse_transform(x[0].double()),
+        raw[CHANNELS][start + index : first_target],
+        rtol=1e-5,
+        atol=1e-5,
     )
     np.testing.assert_allclose(
-        ett96.inverse_transform_targets(y[0]), raw[CHANNELS][first_target : first_target + horizon], rtol=1e-5, atol=1e-4
+        ett96.inverse_transform_targets(y[0]),
+        raw[CHANNELS][first_target : first_target + horizon],
+        rtol=1e-5,
+        atol=1e-4,
     )
     timestamps = ett96.split_timestamps("test")
     for step in (0, horizon - 1):
@@ -137,7 +143,9 @@ def test_loaded_state_replaces_the_fitted_scaler_even_after_setup(ett96: EttData
     state["input_scaler"]["mean"] = [m + 1.0 for m in state["input_scaler"]["mean"]]
     module = set_up()
     module.load_state_dict(state)
-    torch.testing.assert_close(module.series["test"][0], ett96.series["test"][0] - torch.from_numpy(1 / ett96.input_scaler.std).float())
+    torch.testing.assert_close(
+        module.series["test"][0], ett96.series["test"][0] - torch.from_numpy(1 / ett96.input_scaler.std).float()
+    )
 
 
 def test_fingerprint_follows_file_bytes_and_shaping_options_only(tmp_path: Path, shared_data: Path) -> None:
@@ -206,7 +214,9 @@ def test_a_series_shorter_than_the_protocol_says_needed_and_found(tmp_path: Path
 
 
 def test_horizon_beyond_a_split_says_needed_and_found() -> None:
-    with pytest.raises(DataError, match="the val series has 2976 rows but one window needs lookback \\+ horizon = 3096"):
+    with pytest.raises(
+        DataError, match="the val series has 2976 rows but one window needs lookback \\+ horizon = 3096"
+    ):
         set_up(lookback=96, horizon=3000)
 
 

@@ -16,21 +16,34 @@ from lightning_modules.families.rnn import RNNConfig
 # branches, both directions, patches, learned positions, and every hybrid.
 MASKED_VARIANTS = {
     "cnn same": ("cnn", {"channels": 6, "num_layers": 2}),
-    "cnn pooled dilated residual": ("cnn", {"channels": 6, "kernel_size": 4, "pool": "max", "dilation_growth": 2,
-                                            "residual": True}),
+    "cnn pooled dilated residual": (
+        "cnn",
+        {"channels": 6, "kernel_size": 4, "pool": "max", "dilation_growth": 2, "residual": True},
+    ),
     "cnn causal avg-pooled": ("cnn", {"channels": 6, "padding": "causal", "pool": "avg"}),
     "cnn kim 2014": ("cnn", {"channels": 4, "num_layers": 1, "kernel_sizes": [3, 4, 5]}),
     "lstm bidirectional": ("lstm", {"hidden_size": 6, "num_layers": 2, "bidirectional": True}),
     "gru": ("gru", {"hidden_size": 6}),
-    "transformer steps learned": ("transformer", {"d_model": 8, "n_heads": 2, "n_layers": 1, "ff_dim": 16,
-                                                  "positional": "learned", "max_len": 32}),
-    "transformer patches post-norm": ("transformer", {"d_model": 8, "n_heads": 2, "n_layers": 2, "ff_dim": 16,
-                                                      "patch_len": 4, "stride": 3, "norm_first": False}),
+    "transformer steps learned": (
+        "transformer",
+        {"d_model": 8, "n_heads": 2, "n_layers": 1, "ff_dim": 16, "positional": "learned", "max_len": 32},
+    ),
+    "transformer patches post-norm": (
+        "transformer",
+        {"d_model": 8, "n_heads": 2, "n_layers": 2, "ff_dim": 16, "patch_len": 4, "stride": 3, "norm_first": False},
+    ),
     "cnn_rnn": ("cnn_rnn", {"cnn": {"channels": 6, "pool": "max"}, "rnn": {"hidden_size": 6}}),
-    "cnn_transformer": ("cnn_transformer", {"cnn": {"channels": 6, "num_layers": 1, "pool": "max"},
-                                            "transformer": {"d_model": 8, "n_heads": 2, "patch_len": 2}}),
-    "cnn_rnn_transformer": ("cnn_rnn_transformer", {"cnn": {"channels": 6}, "rnn": {"hidden_size": 6},
-                                                    "transformer": {"d_model": 8, "n_heads": 2, "n_layers": 1}}),
+    "cnn_transformer": (
+        "cnn_transformer",
+        {
+            "cnn": {"channels": 6, "num_layers": 1, "pool": "max"},
+            "transformer": {"d_model": 8, "n_heads": 2, "patch_len": 2},
+        },
+    ),
+    "cnn_rnn_transformer": (
+        "cnn_rnn_transformer",
+        {"cnn": {"channels": 6}, "rnn": {"hidden_size": 6}, "transformer": {"d_model": 8, "n_heads": 2, "n_layers": 1}},
+    ),
 }
 LENGTHS = [16, 10, 13, 8]  # right-padded to 16
 
@@ -77,8 +90,9 @@ def test_padded_items_come_out_as_if_run_alone(variant: str) -> None:
 
 @pytest.mark.parametrize("stride", [1, 2, 4])
 def test_items_shorter_than_a_patch_keep_one_patch(stride: int) -> None:
-    encoder = eval_encoder("transformer", {"d_model": 8, "n_heads": 2, "patch_len": 4, "stride": stride},
-                           in_dim=3, seq_len=None)
+    encoder = eval_encoder(
+        "transformer", {"d_model": 8, "n_heads": 2, "patch_len": 4, "stride": stride}, in_dim=3, seq_len=None
+    )
     assert_padded_items_match_alone(encoder, [9, 1, 3, 4, 5])
 
 
@@ -108,9 +122,14 @@ def test_rnn_refuses_masks_that_are_not_right_padded() -> None:
         build_encoder("rnn", {"hidden_size": 4}, in_dim=3, seq_len=None)(x, mask.flip(1))
 
 
-@pytest.mark.parametrize("name, config", [("cnn", {"padding": "causal", "dilation_growth": 2, "residual": True}),
-                                          ("rnn", {"num_layers": 2}),
-                                          ("cnn_rnn", {"cnn": {"padding": "causal"}})])
+@pytest.mark.parametrize(
+    "name, config",
+    [
+        ("cnn", {"padding": "causal", "dilation_growth": 2, "residual": True}),
+        ("rnn", {"num_layers": 2}),
+        ("cnn_rnn", {"cnn": {"padding": "causal"}}),
+    ],
+)
 def test_causal_encoders_never_look_ahead(name: str, config: dict) -> None:
     encoder = eval_encoder(name, config, in_dim=2, seq_len=20)
     x = torch.randn(3, 20, 2)
@@ -137,16 +156,24 @@ def test_hybrid_configs_turn_member_dicts_into_member_configs() -> None:
     config = CNNRNNTransformerConfig(cnn={"channels": 6}, rnn={"cell": "gru", "hidden_size": 7})
     assert config.cnn == CNNConfig(channels=6)
     assert config.rnn == RNNConfig(cell="gru", hidden_size=7)
-    encoder = build_encoder("cnn_rnn_transformer", {"cnn": {"channels": 6}, "rnn": {"cell": "gru", "hidden_size": 7},
-                                                    "transformer": {"d_model": 8, "n_heads": 2}}, in_dim=3, seq_len=12)
+    encoder = build_encoder(
+        "cnn_rnn_transformer",
+        {"cnn": {"channels": 6}, "rnn": {"cell": "gru", "hidden_size": 7}, "transformer": {"d_model": 8, "n_heads": 2}},
+        in_dim=3,
+        seq_len=12,
+    )
     cnn, rnn, transformer = encoder.members
     assert cnn.out_dim == 6 and isinstance(rnn.rnn, nn.GRU) and rnn.rnn.input_size == 6
     assert transformer.project.in_features == 7 and encoder.out_dim == 8
 
 
 def test_hybrid_chain_passes_lengths_along_pooling_and_patching() -> None:
-    encoder = build_encoder("cnn_transformer", {"cnn": {"num_layers": 2, "pool": "avg"},
-                                                "transformer": {"patch_len": 4, "stride": 2}}, in_dim=3, seq_len=40)
+    encoder = build_encoder(
+        "cnn_transformer",
+        {"cnn": {"num_layers": 2, "pool": "avg"}, "transformer": {"patch_len": 4, "stride": 2}},
+        in_dim=3,
+        seq_len=40,
+    )
     assert encoder.out_len == 4  # 40 steps pooled twice -> 10, patches of 4 every 2 -> 4
     assert encoder(torch.randn(2, 40, 3))[0].shape == (2, 4, 64)
 
@@ -185,13 +212,16 @@ def test_decomposition_splits_each_channel_into_seasonal_plus_trend() -> None:
     assert torch.equal(build_encoder("linear", {"decomposition": False}, in_dim=3, seq_len=30)(x)[0], x)
 
 
-@pytest.mark.parametrize("name, config, seq_len, message", [
-    ("cnn", {"num_layers": 3, "pool": "max", "pool_size": 4}, 50, "shorten 50 steps to nothing"),
-    ("cnn", {"kernel_sizes": [3, 0]}, 10, "at least 1"),
-    ("transformer", {"d_model": 10, "n_heads": 4}, 10, "must divide d_model"),
-    ("transformer", {"patch_len": 4, "stride": 5}, 10, "stride must be between 1 and patch_len"),
-    ("linear", {"moving_avg": 0}, 10, "moving_avg"),
-])
+@pytest.mark.parametrize(
+    "name, config, seq_len, message",
+    [
+        ("cnn", {"num_layers": 3, "pool": "max", "pool_size": 4}, 50, "shorten 50 steps to nothing"),
+        ("cnn", {"kernel_sizes": [3, 0]}, 10, "at least 1"),
+        ("transformer", {"d_model": 10, "n_heads": 4}, 10, "must divide d_model"),
+        ("transformer", {"patch_len": 4, "stride": 5}, 10, "stride must be between 1 and patch_len"),
+        ("linear", {"moving_avg": 0}, 10, "moving_avg"),
+    ],
+)
 def test_invalid_configs_fail_at_construction_with_the_option_named(name, config, seq_len, message) -> None:
     with pytest.raises(ValueError, match=message):
         build_encoder(name, config, in_dim=3, seq_len=seq_len)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lightning_modules.families import FAMILIES
-from lightning_modules.forecaster import Forecaster, RevIN
+from lightning_modules.forecast_model import Forecaster, RevIN
 
 TRANSFORMER = {"d_model": 16, "n_heads": 2, "n_layers": 1, "ff_dim": 32}
 TINY = {
@@ -19,8 +19,11 @@ TINY = {
     "transformer": {**TRANSFORMER, "patch_len": 4},
     "cnn_rnn": {"cnn": {"channels": 8}, "rnn": {"hidden_size": 16}},
     "cnn_transformer": {"cnn": {"channels": 8, "pool": "max"}, "transformer": TRANSFORMER},
-    "cnn_rnn_transformer": {"cnn": {"channels": 8, "num_layers": 1}, "rnn": {"hidden_size": 16},
-                            "transformer": {**TRANSFORMER, "patch_len": 4}},
+    "cnn_rnn_transformer": {
+        "cnn": {"channels": 8, "num_layers": 1},
+        "rnn": {"hidden_size": 16},
+        "transformer": {**TRANSFORMER, "patch_len": 4},
+    },
 }
 # (lookback, horizon, n_inputs, n_targets, target_index, revin, channel_independent)
 SHAPE_CASES = [
@@ -50,20 +53,40 @@ def test_tiny_configs_cover_every_family() -> None:
 @pytest.mark.parametrize("case", SHAPE_CASES, ids=lambda c: f"L{c[0]}-H{c[1]}-C{c[2]}-K{c[3]}-revin{c[5]}-ci{c[6]}")
 def test_forecasts_have_horizon_by_targets_shape(family: str, case: tuple) -> None:
     lookback, horizon, n_inputs, n_targets, target_index, revin, channel_independent = case
-    model = make(family, lookback, horizon, n_inputs, n_targets=n_targets, target_index=target_index, revin=revin,
-                 channel_independent=channel_independent)
+    model = make(
+        family,
+        lookback,
+        horizon,
+        n_inputs,
+        n_targets=n_targets,
+        target_index=target_index,
+        revin=revin,
+        channel_independent=channel_independent,
+    )
     assert model(torch.randn(3, lookback, n_inputs)).shape == (3, horizon, n_targets)
 
 
-@pytest.mark.parametrize("family, config", [
-    ("transformer", {**TRANSFORMER, "patch_len": 8, "stride": 4}),
-    ("transformer", {**TRANSFORMER, "patch_len": 16, "stride": 8, "positional": "learned"}),
-    ("cnn_transformer", {"cnn": {"channels": 4}, "transformer": {**TRANSFORMER, "patch_len": 5, "stride": 3}}),
-])
+@pytest.mark.parametrize(
+    "family, config",
+    [
+        ("transformer", {**TRANSFORMER, "patch_len": 8, "stride": 4}),
+        ("transformer", {**TRANSFORMER, "patch_len": 16, "stride": 8, "positional": "learned"}),
+        ("cnn_transformer", {"cnn": {"channels": 4}, "transformer": {**TRANSFORMER, "patch_len": 5, "stride": 3}}),
+    ],
+)
 @pytest.mark.parametrize("channel_independent", [False, True])
 def test_patched_transformers_forecast_any_lookback(family: str, config: dict, channel_independent: bool) -> None:
-    model = Forecaster(family, config, n_inputs=3, n_targets=3, lookback=37, horizon=5, target_index=[0, 1, 2],
-                       revin=True, channel_independent=channel_independent)
+    model = Forecaster(
+        family,
+        config,
+        n_inputs=3,
+        n_targets=3,
+        lookback=37,
+        horizon=5,
+        target_index=[0, 1, 2],
+        revin=True,
+        channel_independent=channel_independent,
+    )
     assert model(torch.randn(2, 37, 3)).shape == (2, 5, 3)
 
 
@@ -90,8 +113,16 @@ def test_aliases_and_dict_configs_build_the_family() -> None:
 @pytest.mark.parametrize("window", [3, 4, 5])  # even windows reach one step further ahead
 def test_linear_decomposition_channel_independent_is_exactly_dlinear(window: int) -> None:
     lookback, horizon, channels = 7, 2, 2
-    model = Forecaster("linear", {"moving_avg": window}, n_inputs=channels, n_targets=channels, lookback=lookback,
-                       horizon=horizon, target_index=[0, 1], channel_independent=True)
+    model = Forecaster(
+        "linear",
+        {"moving_avg": window},
+        n_inputs=channels,
+        n_targets=channels,
+        lookback=lookback,
+        horizon=horizon,
+        target_index=[0, 1],
+        channel_independent=True,
+    )
     g = torch.Generator().manual_seed(0)
     seasonal_weight = torch.randn(horizon, lookback, generator=g)
     trend_weight = torch.randn(horizon, lookback, generator=g)
@@ -154,14 +185,20 @@ def test_channel_independent_forecasts_use_only_their_own_channel(family: str) -
     assert not torch.allclose(before[..., 1], after[..., 1])
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"n_targets": 1, "target_index": None, "revin": True}, "revin .* needs target_index"),
-    ({"n_targets": 2, "target_index": [0, 1], "channel_independent": True}, "targets must be exactly the inputs"),
-    ({"n_targets": 3, "target_index": [2, 1, 0], "channel_independent": True}, "targets must be exactly the inputs"),
-    ({"n_targets": 3, "target_index": None, "channel_independent": True}, "targets must be exactly the inputs"),
-    ({"n_targets": 2, "target_index": [0]}, "must list 2 target positions"),
-    ({"n_targets": 1, "target_index": [3]}, r"among the 3 inputs \(0..2\)"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"n_targets": 1, "target_index": None, "revin": True}, "revin .* needs target_index"),
+        ({"n_targets": 2, "target_index": [0, 1], "channel_independent": True}, "targets must be exactly the inputs"),
+        (
+            {"n_targets": 3, "target_index": [2, 1, 0], "channel_independent": True},
+            "targets must be exactly the inputs",
+        ),
+        ({"n_targets": 3, "target_index": None, "channel_independent": True}, "targets must be exactly the inputs"),
+        ({"n_targets": 2, "target_index": [0]}, "must list 2 target positions"),
+        ({"n_targets": 1, "target_index": [3]}, r"among the 3 inputs \(0..2\)"),
+    ],
+)
 def test_invalid_target_options_are_refused_with_the_reason(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Forecaster("linear", None, n_inputs=3, lookback=10, horizon=2, **options)
@@ -181,8 +218,9 @@ def sine_batch(batch: int = 8, lookback: int = 24, horizon: int = 4) -> tuple[to
 def test_a_tiny_forecaster_overfits_a_fixed_batch(family: str) -> None:
     x, y = sine_batch()
     torch.manual_seed(0)
-    model = Forecaster(family, {**TINY[family], "dropout": 0.0}, n_inputs=2, n_targets=2, lookback=24, horizon=4,
-                       target_index=[0, 1])
+    model = Forecaster(
+        family, {**TINY[family], "dropout": 0.0}, n_inputs=2, n_targets=2, lookback=24, horizon=4, target_index=[0, 1]
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(30):

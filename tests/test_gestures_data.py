@@ -17,7 +17,9 @@ PEOPLE = ["chris", "janie", "john", "stephen", "terri"]
 @pytest.fixture(scope="module")
 def gestures(shared_data: Path) -> Gestures:
     # root given explicitly: a module-scoped fixture runs before the per-test $STW_DATA_DIR fixture
-    module = Gestures(GestureOptions(root=str(shared_data), clip_len=15, stride=3, test_person="terri", val_person="chris"))
+    module = Gestures(
+        GestureOptions(root=str(shared_data), clip_len=15, stride=3, test_person="terri", val_person="chris")
+    )
     module.setup()
     return module
 
@@ -46,7 +48,9 @@ def test_windows_are_one_recordings_frames_labelled_by_the_last_frame(gestures: 
     x, y = test[list(range(len(test)))]
     assert x.shape == (len(expected_y), 15, 16) and x.dtype == torch.float32 and y.dtype == torch.long
     assert y.tolist() == expected_y
-    torch.testing.assert_close(x * gestures.std + gestures.mean, torch.from_numpy(np.stack(expected_x)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        x * gestures.std + gestures.mean, torch.from_numpy(np.stack(expected_x)), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_windows_are_views_of_one_tensor_until_batched(gestures: Gestures) -> None:
@@ -56,7 +60,9 @@ def test_windows_are_views_of_one_tensor_until_batched(gestures: Gestures) -> No
 
 
 def test_standardisation_uses_the_training_participants_only(gestures: Gestures, shared_data: Path) -> None:
-    train = pd.concat([table for person in ("janie", "john", "stephen") for table in recordings_of(shared_data, person)])
+    train = pd.concat(
+        [table for person in ("janie", "john", "stephen") for table in recordings_of(shared_data, person)]
+    )
     values = train[list(KEYPOINT_COLUMNS)].to_numpy(np.float64)
     torch.testing.assert_close(gestures.mean.double(), torch.from_numpy(values.mean(0)), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(gestures.std.double(), torch.from_numpy(values.std(0, ddof=1)), atol=1e-5, rtol=1e-5)
@@ -64,8 +70,9 @@ def test_standardisation_uses_the_training_participants_only(gestures: Gestures,
     assert not np.allclose(everyone[list(KEYPOINT_COLUMNS)].to_numpy().mean(0), values.mean(0), atol=1e-3)
 
 
-def test_spec_and_a_json_round_trip_of_the_fitted_statistics_give_the_same_predict_inputs(gestures: Gestures,
-                                                                                        shared_data: Path) -> None:
+def test_spec_and_a_json_round_trip_of_the_fitted_statistics_give_the_same_predict_inputs(
+    gestures: Gestures, shared_data: Path
+) -> None:
     spec = gestures.spec
     assert spec["input_kind"] == "vectors" and spec["n_inputs"] == 16 and spec["num_classes"] == len(GESTURES)
     assert spec["seq_len"] == spec["clip_len"] == 15 and sum(spec["class_counts"]) == spec["n_train"]

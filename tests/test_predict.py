@@ -11,12 +11,18 @@ from mlflow.tracking import MlflowClient
 
 from datamodules.ett import TEST_END, VAL_END
 from experiments.cli import main
+from experiments.logged_run import RunError, fetch_run
 from experiments.predict import load_checkpoint
-from experiments.run_store import RunError, fetch_run
 
 pytestmark = pytest.mark.slow
 
-TINY = ["trainer.max_epochs=2", "trainer.limit_train_batches=8", "trainer.limit_val_batches=4", "trainer.limit_test_batches=4", "--quiet"]
+TINY = [
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=8",
+    "trainer.limit_val_batches=4",
+    "trainer.limit_test_batches=4",
+    "--quiet",
+]
 ETT = ["--data", "ett", "data.lookback=48", "data.horizon=24", "--model", "lstm", "model.hidden_size=8", *TINY]
 STOCK = ["--data", "stock", "data.lookback=20", "data.horizon=5", "--model", "linear", *TINY]
 SMS = ["--data", "sms", "data.max_len=32", "task.embed_dim=16", "--model", "gru", "model.hidden_size=16", *TINY]
@@ -37,7 +43,9 @@ def logged(tmp_path_factory, shared_data) -> SimpleNamespace:
 
 
 def _predict(logged, run_id: str, inputs: list[Path], output: Path) -> int:
-    return main(["predict", run_id, "--input", *map(str, inputs), "--output", str(output), "--tracking-uri", logged.uri])
+    return main(
+        ["predict", run_id, "--input", *map(str, inputs), "--output", str(output), "--tracking-uri", logged.uri]
+    )
 
 
 def test_forecasts_of_held_back_rows_are_the_models_own_test_forecasts(load_logged, logged, shared_data, tmp_path):
@@ -78,7 +86,10 @@ def test_stock_forecasts_name_trading_days_inside_the_file_and_leave_later_ones_
     assert _predict(logged, logged.stock, [recent], tmp_path / "spy.csv") == 0
     table = pd.read_csv(tmp_path / "spy.csv", parse_dates=["window_end", "timestamp"])
     returns = 40 - 1  # the first day only starts the returns
-    assert len(table) == (returns - 20 + 1) * 5 and list(table.columns[3:]) == ["spy_close_forecast", "spy_close_actual"]
+    assert len(table) == (returns - 20 + 1) * 5 and list(table.columns[3:]) == [
+        "spy_close_forecast",
+        "spy_close_actual",
+    ]
     past_end = table.timestamp.isna()  # trading days skip weekends and holidays: no date is made up
     assert past_end.equals(table.spy_close_actual.isna()) and past_end.sum() == 1 + 2 + 3 + 4 + 5
     other = tmp_path / "aapl.us.txt"
@@ -102,11 +113,17 @@ def test_class_probabilities_per_line_are_the_models_own(load_logged, logged, tm
     assert list(table.label) == [module.class_names[i] for i in expected.argmax(dim=1).tolist()]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("date,HUFL,HULL,MUFL,MULL,LUFL,LULL,oil\n2018-01-01 00:00:00,1,1,1,1,1,1,1\n", "missing columns ['OT']"),
-    ("date,HUFL,HULL,MUFL,MULL,LUFL,LULL,OT\n" + "".join(f"2018-01-01 {h:02d}:00:00,1,1,1,1,1,1,1\n" for h in range(20)),
-     "20 rows of model inputs, but the run looks back 48 steps (its data.lookback)"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("date,HUFL,HULL,MUFL,MULL,LUFL,LULL,oil\n2018-01-01 00:00:00,1,1,1,1,1,1,1\n", "missing columns ['OT']"),
+        (
+            "date,HUFL,HULL,MUFL,MULL,LUFL,LULL,OT\n"
+            + "".join(f"2018-01-01 {h:02d}:00:00,1,1,1,1,1,1,1\n" for h in range(20)),
+            "20 rows of model inputs, but the run looks back 48 steps (its data.lookback)",
+        ),
+    ],
+)
 def test_bad_forecast_input_is_a_data_error_naming_the_file_and_the_fix(logged, tmp_path, capsys, content, message):
     bad = tmp_path / "new.csv"
     bad.write_text(content)

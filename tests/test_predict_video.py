@@ -12,17 +12,35 @@ from mlflow.tracking import MlflowClient
 
 from experiments import tracking
 from experiments.cli import main
-from experiments.run_store import is_final_metric
+from experiments.logged_run import is_final_metric
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=2", "--quiet"]
+TINY = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=2",
+    "--quiet",
+]
 # Two evenly spaced test clips per video (6 frames, clip_len 4): predict must average them as testing does.
-SHAPES = ["--data", "moving-shapes", "data.n_clips=6", "data.frame_size=16", "data.n_frames=6", "data.clip_len=4",
-          "data.batch_size=4", "data.test_clips=2", "--model", "frame_avg", "task.embed_dim=8", "task.frame_channels=4",
-          "task.frame_layers=2", *TINY]
+SHAPES = [
+    "--data",
+    "moving-shapes",
+    "data.n_clips=6",
+    "data.frame_size=16",
+    "data.n_frames=6",
+    "data.clip_len=4",
+    "data.batch_size=4",
+    "data.test_clips=2",
+    "--model",
+    "frame_avg",
+    "task.embed_dim=8",
+    "task.frame_channels=4",
+    "task.frame_layers=2",
+    *TINY,
+]
 GESTURES = ["--data", "gestures", "data.stride=8", "--model", "gru", "model.hidden_size=8", "task.embed_dim=8", *TINY]
 
 
@@ -61,7 +79,9 @@ def _module_environment(_isolated) -> None:
 
 
 def _predict(logged, run_id: str, inputs: list[Path], output: Path) -> int:
-    return main(["predict", run_id, "--input", *map(str, inputs), "--output", str(output), "--tracking-uri", logged.uri])
+    return main(
+        ["predict", run_id, "--input", *map(str, inputs), "--output", str(output), "--tracking-uri", logged.uri]
+    )
 
 
 def _probs(table: pd.DataFrame, names: list[str]) -> torch.Tensor:
@@ -89,14 +109,17 @@ def test_a_moving_shapes_run_reproduces_with_identical_metrics(logged, capsys):
     capsys.readouterr()
     assert main(["reproduce", logged.shapes, "--tracking-uri", logged.uri, "--quiet"]) == 0
     client = MlflowClient(logged.uri)
-    [copy] = client.search_runs([client.get_run(logged.shapes).info.experiment_id],
-                                f"tags.`stw.reproduces` = '{logged.shapes}'")
+    [copy] = client.search_runs(
+        [client.get_run(logged.shapes).info.experiment_id], f"tags.`stw.reproduces` = '{logged.shapes}'"
+    )
     final = lambda run_id: {k: v for k, v in client.get_run(run_id).data.metrics.items() if is_final_metric(k)}  # noqa: E731
     assert "test_acc" in final(logged.shapes) and final(copy.info.run_id) == final(logged.shapes)
     assert "reproduced: all" in capsys.readouterr().out
 
 
-def test_each_gesture_window_gets_its_frame_range_and_the_models_own_probabilities(load_logged, logged, shared_data, tmp_path):
+def test_each_gesture_window_gets_its_frame_range_and_the_models_own_probabilities(
+    load_logged, logged, shared_data, tmp_path
+):
     datamodule, module, _ = load_logged(logged.gestures, logged.uri)
     folder = shared_data / "video" / "ground_guide_pose" / "images"
     recording = pd.read_csv(sorted(folder.glob("terri_*/gesture_data.csv"))[0])  # the run's test participant

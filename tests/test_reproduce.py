@@ -13,16 +13,25 @@ from mlflow.tracking import MlflowClient
 
 from experiments import tracking
 from experiments.cli import main
-from experiments.reproduce_checks import code_check
-from experiments.run_store import is_final_metric
-from experiments.sweep import run_sweep
-from experiments.sweep_cli import build_plan, sweep_parser
+from experiments.logged_run import is_final_metric
+from experiments.reproduce import code_check
+from experiments.sweep.cli import build_plan, sweep_parser
+from experiments.sweep.driver import run_sweep
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = ["--data", "ett", "data.lookback=48", "data.horizon=24", "trainer.max_epochs=2", "trainer.limit_train_batches=8",
-         "trainer.limit_val_batches=4", "trainer.limit_test_batches=4", "--quiet"]
+SMALL = [
+    "--data",
+    "ett",
+    "data.lookback=48",
+    "data.horizon=24",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=8",
+    "trainer.limit_val_batches=4",
+    "trainer.limit_test_batches=4",
+    "--quiet",
+]
 # Noise on the inputs draws random numbers every step, so only a re-seeded run can repeat it exactly.
 NOISY_LSTM = ["--model", "lstm", "model.hidden_size=8", "task.input_noise=0.1", "seed=7"]
 
@@ -47,7 +56,9 @@ def _clean_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _runs(client: MlflowClient, experiment: str = "ett"):
-    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id], order_by=["attributes.start_time ASC"])
+    return client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id], order_by=["attributes.start_time ASC"]
+    )
 
 
 def _train(tracking_uri: str, *words: str) -> str:
@@ -109,7 +120,9 @@ def test_allow_data_change_retrains_and_reports_the_differences(run_on_changed_d
     client = MlflowClient(store)
     [copy] = _reproduction_of(client, run_on_changed_data)
     assert copy.data.tags["stw.reproduce_allowed"] == "data"
-    assert copy.data.tags["stw.data_fingerprint"] != client.get_run(run_on_changed_data).data.tags["stw.data_fingerprint"]
+    assert (
+        copy.data.tags["stw.data_fingerprint"] != client.get_run(run_on_changed_data).data.tags["stw.data_fingerprint"]
+    )
     assert _final(client, copy.info.run_id)["test_mse"] != _final(client, run_on_changed_data)["test_mse"]
 
 
@@ -139,8 +152,11 @@ def test_deleted_foreign_and_incomplete_runs_are_refused_by_name(store, capsys):
     deleted = client.create_run(experiment, tags={"stw.tool": "st-workbench"}).info.run_id
     client.delete_run(deleted)
     empty = client.create_run(experiment, tags={"stw.tool": "st-workbench"}).info.run_id
-    expected = {foreign: "not made by st-workbench", deleted: "is deleted",
-                empty: "has no config.yaml, fingerprint.json artifacts"}
+    expected = {
+        foreign: "not made by st-workbench",
+        deleted: "is deleted",
+        empty: "has no config.yaml, fingerprint.json artifacts",
+    }
     for run_id, message in expected.items():
         assert main(["reproduce", run_id, "--tracking-uri", store]) == 2
         assert message in capsys.readouterr().err
@@ -156,9 +172,24 @@ def test_a_failed_run_is_refused_naming_the_missing_artifact_and_its_error(store
 
 
 def test_a_sweep_trial_reproduces_bit_for_bit(tmp_path, store, capsys):
-    words = ["--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--tracking-uri", store,
-             "--study", "s", "--trials", "1", "--families", "linear,mlp", "data.horizon=24", "trainer.max_epochs=2",
-             "trainer.limit_train_batches=4", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "--quiet"]
+    words = [
+        "--storage",
+        f"sqlite:///{tmp_path / 'optuna.db'}",
+        "--tracking-uri",
+        store,
+        "--study",
+        "s",
+        "--trials",
+        "1",
+        "--families",
+        "linear,mlp",
+        "data.horizon=24",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=4",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        "--quiet",
+    ]
     plan = build_plan(sweep_parser().parse_args(words))
     study, parent = run_sweep(plan)
     trial_run = study.best_trial.user_attrs["mlflow_run_id"]
@@ -182,8 +213,22 @@ def _free_port() -> int:
 def mlflow_server(tmp_path):
     """A real `mlflow server` on 127.0.0.1 with its own SQLite store and proxied artifacts, stopped afterwards."""
     port = _free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "artifacts")]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{tmp_path / 'server.db'}",
+        "--artifacts-destination",
+        str(tmp_path / "artifacts"),
+    ]
     log = open(tmp_path / "server.log", "w")
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     uri = f"http://127.0.0.1:{port}"
@@ -229,8 +274,11 @@ def git_repo(tmp_path) -> tuple[Path, dict[str, str]]:
     (repo / "datamodules").mkdir(parents=True)
     _git(repo, "init", "-q")
     commits = {}
-    for name, path, text in (("base", "datamodules/ett.py", "x = 1\n"), ("readme", "README.md", "docs\n"),
-                             ("package", "datamodules/ett.py", "x = 2\n")):
+    for name, path, text in (
+        ("base", "datamodules/ett.py", "x = 1\n"),
+        ("readme", "README.md", "docs\n"),
+        ("package", "datamodules/ett.py", "x = 2\n"),
+    ):
         (repo / path).write_text(text)
         _git(repo, "add", "-A")
         _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", name)

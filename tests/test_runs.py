@@ -10,13 +10,22 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from experiments.cli import main
-from experiments.sweep import run_sweep
-from experiments.sweep_cli import build_plan, sweep_parser
+from experiments.sweep.cli import build_plan, sweep_parser
+from experiments.sweep.driver import run_sweep
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["--data", "ett", "data.lookback=48", "data.horizon=24", "trainer.max_epochs=2", "trainer.limit_train_batches=8",
-         "trainer.limit_val_batches=4", "trainer.limit_test_batches=4", "--quiet"]
+SMALL = [
+    "--data",
+    "ett",
+    "data.lookback=48",
+    "data.horizon=24",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=8",
+    "trainer.limit_val_batches=4",
+    "trainer.limit_test_batches=4",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +36,50 @@ def logged(tmp_path_factory, shared_data) -> SimpleNamespace:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STW_DATA_DIR", str(shared_data))
         assert main(["train", *SMALL, "--model", "linear", "--tracking-uri", uri]) == 0
-        assert main(["train", *SMALL, "--model", "lstm", "model.hidden_size=8", "optim.lr=0.003", "--tracking-uri", uri]) == 0
-        plan = build_plan(sweep_parser().parse_args([
-            "--storage", f"sqlite:///{folder / 'optuna.db'}", "--tracking-uri", uri, "--study", "s", "--trials", "2",
-            "--families", "linear", "--pruner", "none", "data.horizon=24", "trainer.max_epochs=1",
-            "trainer.limit_train_batches=4", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "--quiet"]))
+        assert (
+            main(["train", *SMALL, "--model", "lstm", "model.hidden_size=8", "optim.lr=0.003", "--tracking-uri", uri])
+            == 0
+        )
+        plan = build_plan(
+            sweep_parser().parse_args(
+                [
+                    "--storage",
+                    f"sqlite:///{folder / 'optuna.db'}",
+                    "--tracking-uri",
+                    uri,
+                    "--study",
+                    "s",
+                    "--trials",
+                    "2",
+                    "--families",
+                    "linear",
+                    "--pruner",
+                    "none",
+                    "data.horizon=24",
+                    "trainer.max_epochs=1",
+                    "trainer.limit_train_batches=4",
+                    "trainer.limit_val_batches=2",
+                    "trainer.limit_test_batches=2",
+                    "--quiet",
+                ]
+            )
+        )
         _, parent = run_sweep(plan)
     client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("ett").experiment_id], order_by=["attributes.start_time ASC"])
+    runs = client.search_runs(
+        [client.get_experiment_by_name("ett").experiment_id], order_by=["attributes.start_time ASC"]
+    )
     by_role = {role: [r for r in runs if r.data.tags.get("stw.role") == role] for role in ("trial", "sweep", None)}
     linear, lstm = by_role[None]
-    return SimpleNamespace(uri=uri, client=client, runs={r.info.run_id: r for r in runs}, linear=linear.info.run_id,
-                           lstm=lstm.info.run_id, parent=parent, trials={r.info.run_id for r in by_role["trial"]})
+    return SimpleNamespace(
+        uri=uri,
+        client=client,
+        runs={r.info.run_id: r for r in runs},
+        linear=linear.info.run_id,
+        lstm=lstm.info.run_id,
+        parent=parent,
+        trials={r.info.run_id for r in by_role["trial"]},
+    )
 
 
 def _stw(capsys, *words: str) -> str:
@@ -55,18 +96,34 @@ def _rows(text: str) -> dict[str, list[str]]:
 def test_runs_lists_an_experiment_best_first_as_a_table(logged, capsys):
     out = _stw(capsys, "runs", "--data", "ett", "--top", "0", "--tracking-uri", logged.uri)
     header = out.splitlines()[0].split()
-    for column in ("run_id", "kind", "family", "lookback", "horizon", "lr", "val_loss", "test_mse", "test_mae",
-                   "skill_vs_naive", "status", "duration_s"):
+    for column in (
+        "run_id",
+        "kind",
+        "family",
+        "lookback",
+        "horizon",
+        "lr",
+        "val_loss",
+        "test_mse",
+        "test_mae",
+        "skill_vs_naive",
+        "status",
+        "duration_s",
+    ):
         assert column in header, column
     listed = [line.split()[0] for line in out.splitlines()[2:] if line.strip() and not line.startswith("5 of")]
     assert set(listed) == set(logged.runs)
-    by_mse = sorted((r for r in logged.runs.values() if "test_mse" in r.data.metrics), key=lambda r: r.data.metrics["test_mse"])
+    by_mse = sorted(
+        (r for r in logged.runs.values() if "test_mse" in r.data.metrics), key=lambda r: r.data.metrics["test_mse"]
+    )
     assert listed == [r.info.run_id for r in by_mse] + [logged.parent]  # the sweep parent has no test_mse: last
     assert "5 of 5 runs, best test_mse first" in out
 
 
 def test_runs_as_csv_and_json_hold_the_logged_values(logged, capsys):
-    table = pd.read_csv(io.StringIO(_stw(capsys, "runs", "--data", "ett", "--format", "csv", "--tracking-uri", logged.uri)))
+    table = pd.read_csv(
+        io.StringIO(_stw(capsys, "runs", "--data", "ett", "--format", "csv", "--tracking-uri", logged.uri))
+    )
     assert len(table) == 5
     for row in table.itertuples():
         metrics = logged.runs[row.run_id].data.metrics
@@ -74,21 +131,33 @@ def test_runs_as_csv_and_json_hold_the_logged_values(logged, capsys):
     assert table.set_index("run_id").loc[logged.lstm, "lr"] == 0.003
     records = json.loads(_stw(capsys, "runs", "--data", "ett", "--format", "json", "--tracking-uri", logged.uri))
     kinds = {record["run_id"]: record["kind"] for record in records}
-    assert kinds == {logged.linear: "train", logged.lstm: "train", logged.parent: "sweep",
-                     **{trial: "trial" for trial in logged.trials}}
+    assert kinds == {
+        logged.linear: "train",
+        logged.lstm: "train",
+        logged.parent: "sweep",
+        **{trial: "trial" for trial in logged.trials},
+    }
     assert all(record["status"] == "FINISHED" and record["duration_s"] > 0 for record in records)
 
 
 def test_runs_of_a_sweep_are_its_trials(logged, capsys):
-    records = json.loads(_stw(capsys, "runs", "--sweep", logged.parent, "--format", "json", "--tracking-uri", logged.uri))
+    records = json.loads(
+        _stw(capsys, "runs", "--sweep", logged.parent, "--format", "json", "--tracking-uri", logged.uri)
+    )
     assert {record["run_id"] for record in records} == logged.trials and len(logged.trials) == 2
 
 
 def test_top_and_metric_pick_the_best_runs_in_the_metrics_direction(logged, capsys):
-    [best] = json.loads(_stw(capsys, "runs", "--top", "1", "--metric", "test_mae", "--format", "json", "--tracking-uri", logged.uri))
+    [best] = json.loads(
+        _stw(capsys, "runs", "--top", "1", "--metric", "test_mae", "--format", "json", "--tracking-uri", logged.uri)
+    )
     scored = [r for r in logged.runs.values() if "test_mae" in r.data.metrics]
     assert best["run_id"] == min(scored, key=lambda r: r.data.metrics["test_mae"]).info.run_id
-    [best] = json.loads(_stw(capsys, "runs", "--top", "1", "--metric", "skill_vs_naive", "--format", "json", "--tracking-uri", logged.uri))
+    [best] = json.loads(
+        _stw(
+            capsys, "runs", "--top", "1", "--metric", "skill_vs_naive", "--format", "json", "--tracking-uri", logged.uri
+        )
+    )
     assert best["run_id"] == max(scored, key=lambda r: r.data.metrics["skill_vs_naive"]).info.run_id
 
 

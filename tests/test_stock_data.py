@@ -35,14 +35,21 @@ def spy(shared_data: Path) -> StockDataModule:
 def test_spy_inputs_are_daily_log_returns_and_the_target_is_the_close_return(spy, shared_data: Path) -> None:
     spec = spy.spec
     assert spec["input_names"] == ["spy_open", "spy_high", "spy_low", "spy_close", "spy_volume"]
-    assert (spec["target_names"], spec["target_index"], spec["lookback"], spec["horizon"]) == (["spy_close"], [3], 60, 5)
+    assert (spec["target_names"], spec["target_index"], spec["lookback"], spec["horizon"]) == (
+        ["spy_close"],
+        [3],
+        60,
+        5,
+    )
     prices = raw(shared_data, "spy")
     x, y = spy.datasets["val"][[7]]
     start = spy.split_timestamps("val")[7]
     row = prices.index.get_loc(start)
     expected_close = np.log(prices["Close"].to_numpy()[row : row + 60] / prices["Close"].to_numpy()[row - 1 : row + 59])
     np.testing.assert_allclose(spy.input_scaler.inverse_transform(x[0].double())[:, 3], expected_close, atol=1e-6)
-    expected_targets = np.log(prices["Close"].to_numpy()[row + 60 : row + 65] / prices["Close"].to_numpy()[row + 59 : row + 64])
+    expected_targets = np.log(
+        prices["Close"].to_numpy()[row + 60 : row + 65] / prices["Close"].to_numpy()[row + 59 : row + 64]
+    )
     np.testing.assert_allclose(spy.inverse_transform_targets(y[0]).squeeze(-1), expected_targets, atol=1e-6)
     expected_volume = np.log((prices["Volume"].to_numpy()[row] + 1) / (prices["Volume"].to_numpy()[row - 1] + 1))
     np.testing.assert_allclose(spy.input_scaler.inverse_transform(x[0].double())[0, 4], expected_volume, atol=1e-5)
@@ -74,7 +81,9 @@ def test_scaler_holds_the_train_rows_statistics(spy) -> None:
 def test_two_tickers_are_aligned_on_their_common_dates(shared_data: Path) -> None:
     module = set_up(tickers=["spy", "AAPL"], target="aapl", lookback=20, horizon=3)
     common = raw(shared_data, "spy").index.intersection(raw(shared_data, "aapl").index)
-    everything = module.split_timestamps("train").union(module.split_timestamps("val")).union(module.split_timestamps("test"))
+    everything = (
+        module.split_timestamps("train").union(module.split_timestamps("val")).union(module.split_timestamps("test"))
+    )
     assert everything.isin(common[1:]).all() and len(everything) == len(common) - 1 - 2 * 3
     spec = module.spec
     assert spec["n_inputs"] == 10 and spec["input_names"][5] == "aapl_open" and spec["target_index"] == [8]
@@ -92,7 +101,9 @@ def test_calendar_features_are_day_of_week_and_month_on_a_circle(spy) -> None:
     inputs, _ = features_from_frames({"spy": read_frame(spy.data_files()[0])}, options)
     assert list(inputs.columns[-4:]) == ["dow_sin", "dow_cos", "month_sin", "month_cos"]
     monday_in_january = inputs.loc["2017-01-09"]
-    np.testing.assert_allclose(monday_in_january[["dow_sin", "dow_cos", "month_sin", "month_cos"]], [0, 1, 0, 1], atol=1e-12)
+    np.testing.assert_allclose(
+        monday_in_january[["dow_sin", "dow_cos", "month_sin", "month_cos"]], [0, 1, 0, 1], atol=1e-12
+    )
 
 
 def test_yahoo_files_put_open_high_low_close_on_the_adj_close_basis(tmp_path: Path, shared_data: Path) -> None:
@@ -104,7 +115,9 @@ def test_yahoo_files_put_open_high_low_close_on_the_adj_close_basis(tmp_path: Pa
     )
     path = tmp_path / "SPY.csv"
     yahoo.to_csv(path, index_label="Date", date_format="%Y-%m-%d")
-    pd.testing.assert_frame_equal(read_frame(path), read_frame(shared_data / "stock" / "spy.us.txt").iloc[:300], rtol=1e-12)
+    pd.testing.assert_frame_equal(
+        read_frame(path), read_frame(shared_data / "stock" / "spy.us.txt").iloc[:300], rtol=1e-12
+    )
     module = set_up(paths=[str(path)], lookback=20, horizon=3)
     assert module.spec["target_names"] == ["spy_close"]
     assert len(module.datasets["test"]) == (300 - 1 - 6) - int(293 * 0.7) - int(293 * 0.15) - 20 - 3 + 1
@@ -165,7 +178,9 @@ def setup_files(*paths: Path, **options) -> None:
 def test_tickers_without_common_dates_are_named_with_their_date_ranges(tmp_path: Path) -> None:
     old = write_ticker(tmp_path, "old", pd.bdate_range("2001-01-01", periods=50))
     new = write_ticker(tmp_path, "new", pd.bdate_range("2010-01-01", periods=50))
-    with pytest.raises(DataError, match="tickers old, new share no date .old: 2001-01-01 to 2001-03-09; new: 2010-01-01 to"):
+    with pytest.raises(
+        DataError, match="tickers old, new share no date .old: 2001-01-01 to 2001-03-09; new: 2010-01-01 to"
+    ):
         setup_files(old, new)
 
 
@@ -190,7 +205,9 @@ def test_bad_rows_name_the_file_column_line_and_value(tmp_path: Path, row: int, 
 def test_missing_columns_are_listed_with_the_found_ones(tmp_path: Path) -> None:
     path = tmp_path / "abc.csv"
     path.write_text("Date,Open,Close\n2001-01-01,1,2\n")
-    with pytest.raises(DataError, match=r"abc.csv: missing columns \['High', 'Low', 'Volume'\]; found \['Date', 'Open', 'Close'\]"):
+    with pytest.raises(
+        DataError, match=r"abc.csv: missing columns \['High', 'Low', 'Volume'\]; found \['Date', 'Open', 'Close'\]"
+    ):
         setup_files(path)
 
 

@@ -14,14 +14,20 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from experiments.sweep import open_study, run_sweep
-from experiments.sweep_cli import build_plan, sweep_parser
+from experiments.sweep.cli import build_plan, sweep_parser
+from experiments.sweep.driver import open_study, run_sweep
 
 pytestmark = pytest.mark.slow
 
 # Tiny trials on a slice of real ETTh1: a linear model, a few batches per epoch.
-FAST = ["data.horizon=24", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
-        "trainer.limit_test_batches=2", "trainer.max_epochs=2", "--quiet"]
+FAST = [
+    "data.horizon=24",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.max_epochs=2",
+    "--quiet",
+]
 
 
 def _plan(tmp_path: Path, *words: str):
@@ -70,8 +76,20 @@ def test_a_tiny_sweep_leaves_a_parent_and_one_child_per_trial(tmp_path):
 
 def test_pruning_stops_a_deliberately_bad_trial(tmp_path):
     space = _space(tmp_path, {"optim.lr": {"choice": [0.01, 1e-7]}})
-    plan = _plan(tmp_path, "--trials", "5", "--families", "linear", "--space", space, "--pruner", "median",
-                 "trainer.max_epochs=4", "trainer.patience=0", "model.decomposition=false")
+    plan = _plan(
+        tmp_path,
+        "--trials",
+        "5",
+        "--families",
+        "linear",
+        "--space",
+        space,
+        "--pruner",
+        "median",
+        "trainer.max_epochs=4",
+        "trainer.patience=0",
+        "model.decomposition=false",
+    )
     study = open_study(plan)
     for lr in (0.01, 0.01, 0.01, 0.01, 1e-7):  # four sane trials set the median, then one that cannot learn
         study.enqueue_trial({"family": "linear", "optim.lr": lr})
@@ -96,8 +114,20 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
 
 
 def _stw_sweep(tmp_path: Path, *words: str) -> list[str]:
-    return [sys.executable, "-m", "experiments.cli", "sweep", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}",
-            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--study", "s", *FAST, *words]  # words override FAST
+    return [
+        sys.executable,
+        "-m",
+        "experiments.cli",
+        "sweep",
+        "--storage",
+        f"sqlite:///{tmp_path / 'optuna.db'}",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--study",
+        "s",
+        *FAST,
+        *words,
+    ]  # words override FAST
 
 
 def _training(trial: FrozenTrial) -> bool:
@@ -121,16 +151,35 @@ def _wait_for_trials(storage: str, reached: Callable[[list[FrozenTrial]], bool],
 
 def test_resume_after_sigkill_keeps_completed_trials_and_closes_orphaned_runs(tmp_path):
     # Trials of a few seconds, so that the kill lands inside one, not between two.
-    words = ["--trials", "4", "--families", "linear", "--pruner", "none", "--heartbeat", "1", "trainer.max_epochs=30",
-             "trainer.patience=0"]
-    sweep = subprocess.Popen(_stw_sweep(tmp_path, *words), cwd=tmp_path, start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    words = [
+        "--trials",
+        "4",
+        "--families",
+        "linear",
+        "--pruner",
+        "none",
+        "--heartbeat",
+        "1",
+        "trainer.max_epochs=30",
+        "trainer.patience=0",
+    ]
+    sweep = subprocess.Popen(
+        _stw_sweep(tmp_path, *words),
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     # kill once a trial is complete and the next one is training
-    _wait_for_trials(storage, lambda trials: any(t.state == TrialState.COMPLETE for t in trials) and _training(trials[-1]))
+    _wait_for_trials(
+        storage, lambda trials: any(t.state == TrialState.COMPLETE for t in trials) and _training(trials[-1])
+    )
     os.killpg(sweep.pid, signal.SIGKILL)
     sweep.wait()
-    before = {t.number for t in optuna.load_study(study_name="s", storage=storage).trials if t.state == TrialState.COMPLETE}
+    before = {
+        t.number for t in optuna.load_study(study_name="s", storage=storage).trials if t.state == TrialState.COMPLETE
+    }
     assert before, "the sweep was killed before any trial completed"
     time.sleep(4)  # past the grace period (3 heartbeats) so the killed trial is stale
 
@@ -149,10 +198,26 @@ def test_resume_after_sigkill_keeps_completed_trials_and_closes_orphaned_runs(tm
 def test_sigterm_stops_a_two_worker_sweep_like_ctrl_c(tmp_path):
     """kill (or a batch scheduler's time limit) signals only the main process: it must stop its workers and
     leave every trial and run closed, nothing RUNNING."""
-    words = ["--trials", "6", "--families", "rnn", "--pruner", "none", "--workers", "2", "trainer.max_epochs=20",
-             "trainer.patience=0"]
-    sweep = subprocess.Popen(_stw_sweep(tmp_path, *words), cwd=tmp_path, start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    words = [
+        "--trials",
+        "6",
+        "--families",
+        "rnn",
+        "--pruner",
+        "none",
+        "--workers",
+        "2",
+        "trainer.max_epochs=20",
+        "trainer.patience=0",
+    ]
+    sweep = subprocess.Popen(
+        _stw_sweep(tmp_path, *words),
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     _wait_for_trials(storage, lambda trials: sum(map(_training, trials)) == 2)
     sweep.send_signal(signal.SIGTERM)

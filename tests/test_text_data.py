@@ -3,6 +3,7 @@ training split only, token batches padded to their longest item, and bad files r
 
 import json
 import shutil
+from argparse import ArgumentError
 from pathlib import Path
 
 import pytest
@@ -64,10 +65,16 @@ def test_registered_as_sms_for_classification() -> None:
 def test_options_become_documented_cli_arguments() -> None:
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(TextOptions, "data")
-    config = parser.parse_args(["--data.tokenizer", "bpe", "--data.column_names", "[text, label]", "--data.max_len", "32"])
-    assert (config.data.tokenizer, tuple(config.data.column_names), config.data.max_len) == ("bpe", ("text", "label"), 32)
+    config = parser.parse_args(
+        ["--data.tokenizer", "bpe", "--data.column_names", "[text, label]", "--data.max_len", "32"]
+    )
+    assert (config.data.tokenizer, tuple(config.data.column_names), config.data.max_len) == (
+        "bpe",
+        ("text", "label"),
+        32,
+    )
     assert "longer texts are truncated" in parser.format_help()
-    with pytest.raises(Exception):
+    with pytest.raises(ArgumentError):
         parser.parse_args(["--data.tokenizer", "sentencepiece"])
 
 
@@ -96,8 +103,9 @@ def test_same_seed_gives_the_same_split_and_another_seed_a_different_one(sms_sli
     first, again, other = load(sms_slice, seed=1), load(sms_slice, seed=1), load(sms_slice, seed=2)
     assert split_texts(first, "test") == split_texts(again, "test")
     assert split_texts(first, "test") != split_texts(other, "test")
-    assert sorted(split_texts(first, "test") + split_texts(first, "val") + split_texts(first, "train")) == \
-        sorted(split_texts(other, "test") + split_texts(other, "val") + split_texts(other, "train"))
+    assert sorted(split_texts(first, "test") + split_texts(first, "val") + split_texts(first, "train")) == sorted(
+        split_texts(other, "test") + split_texts(other, "val") + split_texts(other, "train")
+    )
 
 
 def test_vocabulary_is_built_from_the_training_split_only(sms: TextDataModule) -> None:
@@ -112,10 +120,20 @@ def test_vocabulary_is_built_from_the_training_split_only(sms: TextDataModule) -
 
 
 def test_file_split_column_decides_the_split_and_the_vocabulary(tmp_path: Path) -> None:
-    rows = ["label,text,split", "ham,\"see you at lunch, ok\",train", "spam,win cash now,train",
-            "ham,lunch ok,val", "spam,win a zebra,test"]
-    datamodule = load(write(tmp_path, "\n".join(rows) + "\n", "data.csv"),
-                      sep=",", header=True, quoting="minimal", split_column="split")
+    rows = [
+        "label,text,split",
+        'ham,"see you at lunch, ok",train',
+        "spam,win cash now,train",
+        "ham,lunch ok,val",
+        "spam,win a zebra,test",
+    ]
+    datamodule = load(
+        write(tmp_path, "\n".join(rows) + "\n", "data.csv"),
+        sep=",",
+        header=True,
+        quoting="minimal",
+        split_column="split",
+    )
     assert (datamodule.spec["n_train"], datamodule.spec["n_val"], datamodule.spec["n_test"]) == (2, 1, 1)
     assert split_texts(datamodule, "train")[0] == "see you at lunch, ok"
     assert datamodule.encode_texts(["win zebra"]).tolist() == [[datamodule.encode_texts(["win"]).item(), UNK_ID]]
@@ -195,6 +213,7 @@ def test_fingerprint_ignores_where_the_file_lives_but_not_shaping_options(sms_sl
 
 # Bad input: each error names the file, the column or line, and the fix.
 
+
 def test_missing_columns_are_named_with_the_columns_found(tmp_path: Path) -> None:
     path = write(tmp_path, "category,message\nham,hi\nspam,win\n", "data.csv")
     with pytest.raises(DataError, match=r"no column 'text', 'label'; found \['category', 'message'\]") as error:
@@ -223,7 +242,10 @@ def test_undecodable_bytes_are_reported_with_offset_and_line(tmp_path: Path) -> 
 
 
 def test_too_few_rows_for_a_split_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"the val split is empty: 4 unique rows \{'ham': 2, 'spam': 2\} with val_fraction=0.1, test_fraction=0.2; add rows"):
+    with pytest.raises(
+        DataError,
+        match=r"the val split is empty: 4 unique rows \{'ham': 2, 'spam': 2\} with val_fraction=0.1, test_fraction=0.2; add rows",
+    ):
         load(write(tmp_path, "ham\ta\nham\tb\nspam\tc\nspam\td\n"))
 
 

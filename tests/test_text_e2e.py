@@ -11,8 +11,16 @@ from experiments.config import parse_run_args
 from experiments.train import run_training
 
 # Short messages and a few batches keep this fast; the data protocol itself is tested in test_text_data.
-SMALL = ["--data", "sms", "data.max_len=32", "task.embed_dim=16", "trainer.max_epochs=1",
-         "trainer.limit_train_batches=10", "trainer.limit_val_batches=4", "trainer.limit_test_batches=6"]
+SMALL = [
+    "--data",
+    "sms",
+    "data.max_len=32",
+    "task.embed_dim=16",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=10",
+    "trainer.limit_val_batches=4",
+    "trainer.limit_test_batches=6",
+]
 KIM_CNN = ["--model", "cnn", "model.kernel_sizes=[3,4,5]", "model.num_layers=1", "model.channels=8", "task.pooling=max"]
 
 pytestmark = pytest.mark.slow
@@ -30,14 +38,34 @@ def test_stw_train_on_sms_leaves_a_complete_classification_run(tracking_uri) -> 
     run = _only_run(client)
     assert run.info.status == "FINISHED"
     metrics, run_id = run.data.metrics, run.info.run_id
-    for name in ("train_loss", "val_loss", "val_acc", "val_f1", "test_acc", "test_precision", "test_recall", "test_f1",
-                 "test_f1_ham", "test_f1_spam", "test_mcc", "test_auroc",
-                 "baseline_majority_acc", "baseline_majority_f1", "baseline_majority_mcc"):
+    for name in (
+        "train_loss",
+        "val_loss",
+        "val_acc",
+        "val_f1",
+        "test_acc",
+        "test_precision",
+        "test_recall",
+        "test_f1",
+        "test_f1_ham",
+        "test_f1_spam",
+        "test_mcc",
+        "test_auroc",
+        "baseline_majority_acc",
+        "baseline_majority_f1",
+        "baseline_majority_mcc",
+    ):
         assert name in metrics, name
     assert metrics["baseline_majority_mcc"] == 0.0
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"config.yaml", "preprocessing.json", "learning_curves.png", "confusion_matrix.png",
-            "per_class_report.csv", "checkpoints"} <= artifacts
+    assert {
+        "config.yaml",
+        "preprocessing.json",
+        "learning_curves.png",
+        "confusion_matrix.png",
+        "per_class_report.csv",
+        "checkpoints",
+    } <= artifacts
     preprocessing = json.load(open(client.download_artifacts(run_id, "preprocessing.json")))
     assert preprocessing["tokenizer"]["scheme"] == "word" and preprocessing["class_names"] == ["ham", "spam"]
     report = pd.read_csv(client.download_artifacts(run_id, "per_class_report.csv")).set_index("class")

@@ -9,22 +9,32 @@ from mlflow.tracking import MlflowClient
 
 from experiments import tracking
 from experiments.cli import main
-from experiments.run_store import is_final_metric
-from experiments.sweep import run_sweep
-from experiments.sweep_cli import build_plan, sweep_parser
+from experiments.logged_run import is_final_metric
+from experiments.sweep.cli import build_plan, sweep_parser
+from experiments.sweep.driver import run_sweep
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 # Short messages and a few batches: what is tested is that text runs flow through the commands, not accuracy.
-TINY = ["data.max_len=32", "data.batch_size=32", "task.embed_dim=16", "trainer.max_epochs=1",
-        "trainer.limit_train_batches=4", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "--quiet"]
+TINY = [
+    "data.max_len=32",
+    "data.batch_size=32",
+    "task.embed_dim=16",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "--quiet",
+]
 
 
 @pytest.fixture(autouse=True)
 def _clean_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
     """Training and reproducing happen in one working tree that may hold uncommitted work; it is seen as clean at HEAD."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+    ).stdout.strip()
     state = {"stw.git_commit": head or "unknown", "stw.git_dirty": "false"}
     monkeypatch.setattr(tracking, "git_state", lambda: dict(state))
 
@@ -34,9 +44,25 @@ def _final(client: MlflowClient, run_id: str) -> dict[str, float]:
 
 
 def test_a_tiny_sms_sweep_over_cnn_and_rnn_completes_with_scored_child_runs(tmp_path, tracking_uri):
-    args = sweep_parser().parse_args([
-        "--data", "sms", "--trials", "2", "--families", "cnn,rnn", "--pruner", "none", "--study", "tiny-text",
-        "--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--tracking-uri", tracking_uri, *TINY])
+    args = sweep_parser().parse_args(
+        [
+            "--data",
+            "sms",
+            "--trials",
+            "2",
+            "--families",
+            "cnn,rnn",
+            "--pruner",
+            "none",
+            "--study",
+            "tiny-text",
+            "--storage",
+            f"sqlite:///{tmp_path / 'optuna.db'}",
+            "--tracking-uri",
+            tracking_uri,
+            *TINY,
+        ]
+    )
     study, parent_id = run_sweep(build_plan(args))
     assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
     assert {trial.params["family"] for trial in study.trials} <= {"cnn", "rnn"}

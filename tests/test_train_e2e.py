@@ -7,13 +7,22 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 
+from datamodules.errors import DataError
 from experiments.cli import main
 from experiments.config import parse_run_args
 from experiments.train import run_training
 
 # A slice of real data and two short epochs keep this fast; the protocol itself is tested in test_ett_data.
-SMALL = ["--data", "ett", "data.lookback=48", "data.horizon=24", "trainer.max_epochs=2",
-         "trainer.limit_train_batches=8", "trainer.limit_val_batches=4", "trainer.limit_test_batches=4"]
+SMALL = [
+    "--data",
+    "ett",
+    "data.lookback=48",
+    "data.horizon=24",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=8",
+    "trainer.limit_val_batches=4",
+    "trainer.limit_test_batches=4",
+]
 
 pytestmark = pytest.mark.slow
 
@@ -25,23 +34,50 @@ def _only_run(client: MlflowClient):
 
 
 def test_stw_train_leaves_a_complete_mlflow_run(tracking_uri, capsys):
-    assert main(["train", *SMALL, "--model", "lstm", "model.hidden_size=8", "--tracking-uri", tracking_uri, "--quiet"]) == 0
+    assert (
+        main(["train", *SMALL, "--model", "lstm", "model.hidden_size=8", "--tracking-uri", tracking_uri, "--quiet"])
+        == 0
+    )
     client = MlflowClient(tracking_uri)
     run = _only_run(client)
     assert run.info.status == "FINISHED"
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
     assert params["model.family"] == "lstm" and params["model.hidden_size"] == "8" and params["data.lookback"] == "48"
-    for name in ("test_mse", "test_mae", "baseline_last_mse", "baseline_seasonal_mse", "baseline_mean_mse",
-                 "skill_vs_naive", "train_loss", "val_loss", "val_mse", "val_mae"):
+    for name in (
+        "test_mse",
+        "test_mae",
+        "baseline_last_mse",
+        "baseline_seasonal_mse",
+        "baseline_mean_mse",
+        "skill_vs_naive",
+        "train_loss",
+        "val_loss",
+        "val_mse",
+        "val_mae",
+    ):
         assert name in metrics, name
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2  # one point per epoch
     assert metrics["skill_vs_naive"] == pytest.approx(1 - metrics["test_mse"] / metrics["baseline_last_mse"])
-    for tag in ("stw.git_commit", "stw.git_dirty", "stw.data_fingerprint", "stw.seed", "stw.command",
-                "stw.version.torch", "stw.version.mlflow"):
+    for tag in (
+        "stw.git_commit",
+        "stw.git_dirty",
+        "stw.data_fingerprint",
+        "stw.seed",
+        "stw.command",
+        "stw.version.torch",
+        "stw.version.mlflow",
+    ):
         assert tags.get(tag), tag
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "fingerprint.json", "preprocessing.json", "requirements.txt", "learning_curves.png",
-            "forecast.png", "checkpoints"} <= artifacts
+    assert {
+        "config.yaml",
+        "fingerprint.json",
+        "preprocessing.json",
+        "requirements.txt",
+        "learning_curves.png",
+        "forecast.png",
+        "checkpoints",
+    } <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == ["checkpoints/best.ckpt"]
     config = yaml.safe_load(open(client.download_artifacts(run.info.run_id, "config.yaml")))
     assert config["model"]["hidden_size"] == 8 and config["data"]["horizon"] == 24
@@ -59,7 +95,7 @@ def test_same_config_twice_gives_identical_test_metrics(tracking_uri):
 
 def test_a_run_that_fails_is_closed_failed_with_its_error(tracking_uri):
     config = parse_run_args([*SMALL, "data.lookback=20000"])
-    with pytest.raises(Exception):
+    with pytest.raises(DataError):
         run_training(config, tracking_uri, quiet=True)
     run = _only_run(MlflowClient(tracking_uri))
     assert run.info.status == "FAILED"
@@ -79,11 +115,15 @@ def test_train_loss_is_logged_once_an_epoch_as_the_batch_weighted_mean_of_its_st
     config = parse_run_args([*SMALL, "--model", "linear", "trainer.limit_train_batches=5", "trainer.max_epochs=3"])
     result = run_training(config, tracking_uri, quiet=True, callbacks=(steps,))
     logged = [m.value for m in MlflowClient(tracking_uri).get_metric_history(result.run_id, "train_loss")]
-    expected = [sum(loss * n for loss, n in losses) / sum(n for _, n in losses) for _, losses in sorted(steps.train.items())]
+    expected = [
+        sum(loss * n for loss, n in losses) / sum(n for _, n in losses) for _, losses in sorted(steps.train.items())
+    ]
     assert [len(losses) for losses in steps.train.values()] == [5, 5, 5]
     assert logged == pytest.approx(expected, rel=1e-5)
-    history = {name: [m.value for m in MlflowClient(tracking_uri).get_metric_history(result.run_id, name)]
-               for name in ("val_loss", "val_mse")}
+    history = {
+        name: [m.value for m in MlflowClient(tracking_uri).get_metric_history(result.run_id, name)]
+        for name in ("val_loss", "val_mse")
+    }
     assert len(history["val_loss"]) == 3  # the MSE loss averaged over equal-sized samples is the val MSE
     assert history["val_loss"] == pytest.approx(history["val_mse"], rel=1e-5)
 

@@ -60,30 +60,40 @@ def tiny_folder(root: Path, per_class: int = 4, n_frames: int = 5) -> Path:
 
 
 def folder_module(clips_dir: Path, **options) -> VideoFolder:
-    return VideoFolder(FolderOptions(clips_dir=str(clips_dir), **{"layout": "frames", "resize": None, "clip_len": 3, **options}))
+    return VideoFolder(
+        FolderOptions(clips_dir=str(clips_dir), **{"layout": "frames", "resize": None, "clip_len": 3, **options})
+    )
 
 
 def frames_by_clip(module: VideoFolder) -> dict[str, torch.Tensor]:
     """Every clip's decoded frames, keyed by clip name (file stem or folder name)."""
     found = {}
     for split, dataset in module.datasets.items():
-        for clip, start, length in zip(module.clips[split], dataset.starts.tolist(), dataset.lengths.tolist()):
+        for clip, start, length in zip(
+            module.clips[split], dataset.starts.tolist(), dataset.lengths.tolist(), strict=False
+        ):
             found[clip.path.stem] = dataset.frames[start : start + length]
     return found
 
 
 # --- real clips: decoding and hmdb51-samples ----------------------------------------------------------------------
 
+
 def test_hmdb51_samples_decode_with_the_frame_counts_in_provenance() -> None:
     module = Hmdb51Samples(ClipOptions(resize=16))
     module.setup()
-    lengths = {clip.label: length for clip, length in zip(module.clips["train"], module.datasets["train"].lengths.tolist())}
+    lengths = {
+        clip.label: length
+        for clip, length in zip(module.clips["train"], module.datasets["train"].lengths.tolist(), strict=False)
+    }
     assert lengths == HMDB51_FRAMES
     assert module.spec["class_names"] == sorted(HMDB51_FRAMES)
 
 
 def test_decoding_keeps_the_original_size_without_resize(hmdb_dir: Path) -> None:
-    frames = decode_video(hmdb_dir / "BaseballHitinSlowMotion_swing_baseball_f_nm_np1_fr_bad_0.avi", DecodeOptions(None, 3))
+    frames = decode_video(
+        hmdb_dir / "BaseballHitinSlowMotion_swing_baseball_f_nm_np1_fr_bad_0.avi", DecodeOptions(None, 3)
+    )
     assert frames.shape == (140, 240, 424, 3) and frames.dtype == np.uint8
 
 
@@ -107,10 +117,13 @@ def test_hmdb51_samples_put_every_clip_in_every_split_with_multi_clip_test_batch
     assert spec["n_train"] == spec["n_val"] == spec["n_test"] == 6 and spec["class_counts"] == [1] * 6
 
 
-def test_decoded_frames_are_cached_so_later_epochs_and_runs_never_decode(hmdb_dir: Path, tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decoded_frames_are_cached_so_later_epochs_and_runs_never_decode(
+    hmdb_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rows = []
-    for split, name in zip(("train", "val", "test"), ("shoot_bow_f_nm_np1_fr_med_3", "golf_f_nm_np1_fr_med_0", "bad_0")):
+    for split, name in zip(
+        ("train", "val", "test"), ("shoot_bow_f_nm_np1_fr_med_3", "golf_f_nm_np1_fr_med_0", "bad_0"), strict=False
+    ):
         path = next(hmdb_dir.glob(f"*{name}.avi"))
         (tmp_path / "clips" / "all").mkdir(parents=True, exist_ok=True)
         (tmp_path / "clips" / "all" / path.name).symlink_to(path)
@@ -121,7 +134,9 @@ def test_decoded_frames_are_cached_so_later_epochs_and_runs_never_decode(hmdb_di
     monkeypatch.setattr(av, "open", lambda *args, **kwargs: opened.append(args[0]) or real_open(*args, **kwargs))
 
     def module(resize: int) -> VideoFolder:
-        return folder_module(tmp_path / "clips", split_file="splits.csv", resize=resize, cache_dir=str(tmp_path / "cache"))
+        return folder_module(
+            tmp_path / "clips", split_file="splits.csv", resize=resize, cache_dir=str(tmp_path / "cache")
+        )
 
     first = module(resize=8)
     first.setup()
@@ -139,6 +154,7 @@ def test_decoded_frames_are_cached_so_later_epochs_and_runs_never_decode(hmdb_di
 
 # --- layouts ----------------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture()
 def same_clips_two_layouts(hmdb_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
     """The 6 real clips as classes a (3 clips) and b (3 clips): videos (symlinks) and their first 6 frames as PNGs."""
@@ -148,20 +164,26 @@ def same_clips_two_layouts(hmdb_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
         (videos / label).mkdir(parents=True, exist_ok=True)
         (videos / label / path.name).symlink_to(path)
         with av.open(str(path)) as container:
-            decoded = [frame.to_ndarray(format="rgb24") for _, frame in zip(range(6), container.decode(video=0))]
+            decoded = [
+                frame.to_ndarray(format="rgb24") for _, frame in zip(range(6), container.decode(video=0), strict=False)
+            ]
         write_clip(frames / label / path.stem, decoded)
     return videos, frames
 
 
-def test_layouts_a_b_and_a_split_file_load_the_same_clips_labels_and_frames(same_clips_two_layouts: tuple[Path, Path]) -> None:
+def test_layouts_a_b_and_a_split_file_load_the_same_clips_labels_and_frames(
+    same_clips_two_layouts: tuple[Path, Path],
+) -> None:
     videos, frames = same_clips_two_layouts
     options = {"resize": 16, "val_fraction": 1 / 3, "test_fraction": 1 / 3}
     from_videos = folder_module(videos, **{**options, "layout": "videos"})
     from_frames = folder_module(frames, **options)
     from_videos.setup()
     from_frames.setup()
-    clip_lists = [{split: [(c.path.stem, c.label) for c in clips] for split, clips in module.clips.items()}
-                  for module in (from_videos, from_frames)]
+    clip_lists = [
+        {split: [(c.path.stem, c.label) for c in clips] for split, clips in module.clips.items()}
+        for module in (from_videos, from_frames)
+    ]
     assert clip_lists[0] == clip_lists[1]
     assert all(len(clips) == 2 for clips in clip_lists[0].values())  # one clip of each class per split
     video_frames, image_frames = frames_by_clip(from_videos), frames_by_clip(from_frames)
@@ -186,7 +208,9 @@ def test_a_ucf101_trainlist_keeps_its_test_list_and_carves_val_by_group(tmp_path
                 name = f"{label}/v_{label}_g{group:02d}_c{clip:02d}"
                 write_clip(tmp_path / name, flat_frames(3, 40 * group))
                 lines["test" if group == 1 else "train"].append(f"{name}.avi")
-    (tmp_path / "trainlist01.txt").write_text("".join(f"{line} {1 + line.startswith('B')}\n" for line in lines["train"]))
+    (tmp_path / "trainlist01.txt").write_text(
+        "".join(f"{line} {1 + line.startswith('B')}\n" for line in lines["train"])
+    )
     (tmp_path / "testlist01.txt").write_text("".join(f"{line}\n" for line in lines["test"]))
     module = folder_module(tmp_path, split_file="trainlist01.txt", val_fraction=0.2)
     module.setup()
@@ -197,6 +221,7 @@ def test_a_ucf101_trainlist_keeps_its_test_list_and_carves_val_by_group(tmp_path
 
 
 # --- clip sampling and augmentation -------------------------------------------------------------------------------
+
 
 def test_crop_and_flip_are_drawn_once_per_clip_and_applied_to_every_frame() -> None:
     rng = np.random.default_rng(0)
@@ -214,8 +239,13 @@ def test_crop_and_flip_are_drawn_once_per_clip_and_applied_to_every_frame() -> N
         expected = (10 * torch.arange(6) / 255).view(1, 6, 1, 1, 1).expand_as(steps)
         torch.testing.assert_close(steps, expected, atol=1e-5, rtol=0)  # same crop window and flip in every frame
         first = (pixels[0, 0] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        windows = {(top, left, flip) for top in range(9) for left in range(9) for flip in (False, True)
-                   if np.array_equal(first, (np.flip(base[0, 0], 1) if flip else base[0, 0])[top : top + 12, left : left + 12])}
+        windows = {
+            (top, left, flip)
+            for top in range(9)
+            for left in range(9)
+            for flip in (False, True)
+            if np.array_equal(first, (np.flip(base[0, 0], 1) if flip else base[0, 0])[top : top + 12, left : left + 12])
+        }
         assert len(windows) == 1  # the output is one crop of the original, maybe flipped
         seen |= windows
     assert len(seen) > 3 and {flip for _, _, flip in seen} == {False, True}
@@ -227,17 +257,31 @@ def test_evaluation_clips_are_centred_and_test_clips_evenly_spaced() -> None:
     sampling = ClipSampling(clip_len=4, stride=2)  # spans 7 frames
     one = ClipDataset(frames, torch.tensor([0]), torch.tensor([20]), torch.tensor([0]), sampling, transform)
     assert (one[[0]][0][0, :, 0, 0, 0] * 255).round().tolist() == [6, 8, 10, 12]  # offset 13 // 2
-    three = ClipDataset(frames, torch.tensor([0]), torch.tensor([20]), torch.tensor([0]), sampling, transform, n_clips=3)
+    three = ClipDataset(
+        frames, torch.tensor([0]), torch.tensor([20]), torch.tensor([0]), sampling, transform, n_clips=3
+    )
     starts = (three[[0]][0][0, :, 0, 0, 0, 0] * 255).round().tolist()
     assert starts == [2, 6, 10]  # centres of three equal thirds of the 13 possible offsets
 
 
 # --- moving-shapes ----------------------------------------------------------------------------------------------------
 
+
 def test_moving_shapes_is_deterministic_for_a_seed_balanced_and_written_beside_writable_data(tmp_path: Path) -> None:
     def built(seed: int, root: Path) -> MovingShapes:
-        module = MovingShapes(MovingShapesOptions(root=str(root), n_clips=6, frame_size=16, n_frames=6, clip_len=4,
-                                                  directions=8, seed=seed, val_fraction=1 / 3, test_fraction=1 / 3))
+        module = MovingShapes(
+            MovingShapesOptions(
+                root=str(root),
+                n_clips=6,
+                frame_size=16,
+                n_frames=6,
+                clip_len=4,
+                directions=8,
+                seed=seed,
+                val_fraction=1 / 3,
+                test_fraction=1 / 3,
+            )
+        )
         module.setup()
         return module
 
@@ -251,7 +295,9 @@ def test_moving_shapes_is_deterministic_for_a_seed_balanced_and_written_beside_w
     assert spec["n_val"] == spec["n_test"] == 16 and spec["frame_shape"] == [1, 16, 16]
 
 
-def test_moving_shapes_fall_back_to_the_cache_dir_when_the_data_root_is_read_only(shared_data: Path, tmp_path: Path) -> None:
+def test_moving_shapes_fall_back_to_the_cache_dir_when_the_data_root_is_read_only(
+    shared_data: Path, tmp_path: Path
+) -> None:
     module = MovingShapes(MovingShapesOptions(root=str(shared_data), cache_dir=str(tmp_path), n_clips=3, n_frames=4))
     assert module.generated_folder().parent == tmp_path / "generated"
     module.find_clips()
@@ -265,7 +311,9 @@ def test_one_moving_shapes_frame_does_not_reveal_the_direction_but_two_frames_do
     clips, labels = [], []
     for _ in range(60):
         for label, direction in enumerate(directions):
-            clips.append(render_clip(rng, direction, ("square", "circle", "triangle")[rng.integers(3)], options)[..., 0] / 255.0)
+            clips.append(
+                render_clip(rng, direction, ("square", "circle", "triangle")[rng.integers(3)], options)[..., 0] / 255.0
+            )
             labels.append(label)
     clips, labels = np.stack(clips), np.array(labels)
     # One frame: a nearest-class-mean classifier fitted on half the clips is at chance on the other half.
@@ -286,6 +334,7 @@ def test_one_moving_shapes_frame_does_not_reveal_the_direction_but_two_frames_do
 
 
 # --- bad input ------------------------------------------------------------------------------------------------------
+
 
 def test_an_empty_class_folder_is_skipped_with_a_warning_or_raises(tmp_path: Path) -> None:
     (tiny_folder(tmp_path) / "empty_class").mkdir()
@@ -349,6 +398,7 @@ def test_mixed_frame_sizes_are_resized_or_raise_when_resizing_is_off(tmp_path: P
 
 # --- fitted preprocessing, predict inputs, fingerprint, throughput -----------------------------------------------------
 
+
 def test_normalisation_uses_training_clips_only_and_survives_a_json_round_trip(tmp_path: Path) -> None:
     clips = tiny_folder(tmp_path, per_class=6)
     split_of = {0: "test", 1: "val"}  # the darkest clip of each class tests, so all clips are brighter than train
@@ -356,8 +406,14 @@ def test_normalisation_uses_training_clips_only_and_survives_a_json_round_trip(t
     (clips / "splits.csv").write_text("clip,label,split\n" + "\n".join(rows) + "\n")
     module = folder_module(clips, test_clips=2, split_file="splits.csv")
     module.setup()
-    train_pixels = torch.cat([module.datasets["train"].frames[s : s + n] for s, n in
-                              zip(module.datasets["train"].starts.tolist(), module.datasets["train"].lengths.tolist())])
+    train_pixels = torch.cat(
+        [
+            module.datasets["train"].frames[s : s + n]
+            for s, n in zip(
+                module.datasets["train"].starts.tolist(), module.datasets["train"].lengths.tolist(), strict=False
+            )
+        ]
+    )
     torch.testing.assert_close(module.mean, train_pixels.double().mean((0, 1, 2)).float() / 255)
     all_pixels = module.datasets["train"].frames.double()
     assert not torch.allclose(module.mean, all_pixels.mean((0, 1, 2)).float() / 255, atol=1e-3)

@@ -10,9 +10,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from experiments.config import config_from_dict, flatten, parse_run_args, run_parser
-from experiments.search_space import load_space, nest, sample_overrides
-from lightning_modules.classification import ClassificationModule
-from lightning_modules.classifier import Classifier
+from experiments.sweep.space import load_space, nest, sample_overrides
+from lightning_modules.classify_model import Classifier
+from lightning_modules.classify_training import ClassificationModule
 from lightning_modules.families import FAMILIES, build_encoder
 from lightning_modules.frame_cnn import SPATIAL_POOLINGS, FrameCNN, FrameCNNOptions
 from lightning_modules.stems import build_stem
@@ -20,12 +20,21 @@ from lightning_modules.stems import build_stem
 STEP_FAMILIES = sorted(name for name, family in FAMILIES.items() if family.input == "steps")
 CLIP_FAMILIES = sorted(name for name, family in FAMILIES.items() if family.input == "clip")
 CLASSES = ["right", "up", "left", "down"]
-FRAMES = {"input_kind": "frames", "num_classes": 4, "class_names": CLASSES, "class_counts": [5, 5, 5, 5],
-          "frame_shape": [1, 16, 16], "clip_len": 6}
+FRAMES = {
+    "input_kind": "frames",
+    "num_classes": 4,
+    "class_names": CLASSES,
+    "class_counts": [5, 5, 5, 5],
+    "frame_shape": [1, 16, 16],
+    "clip_len": 6,
+}
 TINY_CNN = FrameCNNOptions(channels=4, layers=2)
 TINY = {  # small members keep every shape test fast; defaults are exercised by the end-to-end tests
-    "cnn_rnn_transformer": {"cnn": {"channels": 8}, "rnn": {"hidden_size": 8},
-                            "transformer": {"d_model": 8, "n_heads": 2, "ff_dim": 16, "n_layers": 1}},
+    "cnn_rnn_transformer": {
+        "cnn": {"channels": 8},
+        "rnn": {"hidden_size": 8},
+        "transformer": {"d_model": 8, "n_heads": 2, "ff_dim": 16, "n_layers": 1},
+    },
     "c3d": {"channels": 4, "num_layers": 2},
     "convlstm": {"hidden_channels": 4},
 }
@@ -46,6 +55,7 @@ def test_every_family_reads_per_step_vectors_or_raw_clips() -> None:
 
 
 # The frames stem.
+
 
 @pytest.mark.parametrize("pooling", sorted(SPATIAL_POOLINGS))
 def test_the_frame_stem_turns_every_frame_into_one_vector(pooling: str) -> None:
@@ -69,6 +79,7 @@ def test_a_frame_cnn_deeper_than_the_frame_stops_pooling_at_one_pixel() -> None:
 @pytest.mark.parametrize("pooling", ["max", "avg", "attention"])
 def test_pooled_frame_features_ignore_where_a_shape_is_unless_they_read_coordinates(pooling: str) -> None:
     """The same blob moved by whole pooling cells: without coordinate channels the features cannot tell."""
+
     def blob_at(x: int) -> Tensor:
         frame = torch.zeros(1, 1, 48, 48)
         frame[..., 16:20, x : x + 4] = 4.0  # about a bright shape on black after normalisation
@@ -100,10 +111,12 @@ def test_the_seed_pipeline_runs_cnn_then_lstm_then_transformer_on_frame_vectors(
 
 # The raw-clip families.
 
+
 @pytest.mark.parametrize("family", CLIP_FAMILIES)
 @pytest.mark.parametrize("frame_shape, clip_len", [([1, 16, 16], 6), ([3, 24, 20], 8), ([3, 9, 7], 1)])
-def test_clip_families_read_raw_frames_and_give_their_declared_sequence(family: str, frame_shape: list,
-                                                                        clip_len: int) -> None:
+def test_clip_families_read_raw_frames_and_give_their_declared_sequence(
+    family: str, frame_shape: list, clip_len: int
+) -> None:
     spec = {**FRAMES, "frame_shape": frame_shape, "clip_len": clip_len}
     model = classifier(family, spec)
     assert type(model.stem).__name__ == "ClipStem"
@@ -140,6 +153,7 @@ def test_clip_families_refuse_per_step_input_and_say_where_they_work() -> None:
 
 # The frame-average baseline.
 
+
 def test_the_frame_average_baseline_ignores_frame_order_and_temporal_families_do_not() -> None:
     x = clips()
     reversed_time = x.flip(1)
@@ -164,11 +178,23 @@ def test_the_frame_average_is_one_step_per_item_that_counts_only_real_steps() ->
 
 # Through the ClassificationModule.
 
+
 def module_for(family: str, spec: dict, *words: str) -> ClassificationModule:
     torch.manual_seed(0)
     model_words = [f"{key}={value}" for key, value in flatten({"model": TINY.get(family, {})}).items()]
-    config = parse_run_args(["--data", "moving-shapes", "--model", family, "task.embed_dim=8", "task.frame_channels=4",
-                             "task.frame_layers=2", *model_words, *words])
+    config = parse_run_args(
+        [
+            "--data",
+            "moving-shapes",
+            "--model",
+            family,
+            "task.embed_dim=8",
+            "task.frame_channels=4",
+            "task.frame_layers=2",
+            *model_words,
+            *words,
+        ]
+    )
     return ClassificationModule(config, spec)
 
 
@@ -178,8 +204,13 @@ def test_multi_clip_test_items_average_their_clips_probabilities(family: str) ->
     module = module_for(family, spec).eval()
     x = clips(6).view(2, 3, *clips(6).shape[1:])  # two test items of three clips each
     y = torch.tensor([0, 2])
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     scores = trainer.test(module, dataloaders=DataLoader([(x, y)], batch_size=None), verbose=False)[0]
     with torch.no_grad():
         per_clip = module(x.flatten(0, 1)).softmax(dim=-1).view(2, 3, -1)
@@ -199,8 +230,17 @@ def test_frame_options_are_documented_task_options_that_reach_the_stem() -> None
 
 # The video search space.
 
-VIDEO_KNOBS = {"task.frame_channels", "task.frame_layers", "task.frame_pooling", "data.clip_len", "data.frame_stride",
-               "data.crop", "task.input_noise", "task.label_smoothing", "data.batch_size"}
+VIDEO_KNOBS = {
+    "task.frame_channels",
+    "task.frame_layers",
+    "task.frame_pooling",
+    "data.clip_len",
+    "data.frame_stride",
+    "data.crop",
+    "task.input_noise",
+    "task.label_smoothing",
+    "data.batch_size",
+}
 
 
 def sampled_configs(data: str, family: str, n: int = 3) -> list[dict]:
@@ -216,8 +256,14 @@ def sampled_configs(data: str, family: str, n: int = 3) -> list[dict]:
 def spec_for(config: dict) -> dict:
     data = config["data"]
     if data["name"] == "gestures":
-        return {"input_kind": "vectors", "n_inputs": 16, "seq_len": data["clip_len"], "num_classes": 11,
-                "class_names": [str(i) for i in range(11)], "class_counts": [1] * 11}
+        return {
+            "input_kind": "vectors",
+            "n_inputs": 16,
+            "seq_len": data["clip_len"],
+            "num_classes": 11,
+            "class_names": [str(i) for i in range(11)],
+            "class_counts": [1] * 11,
+        }
     side = data["crop"] or data["frame_size"]
     return {**FRAMES, "frame_shape": [data["channels"], side, side], "clip_len": data["clip_len"]}
 
@@ -229,10 +275,13 @@ def test_the_video_search_space_tunes_the_frame_stem_clip_length_and_augmentatio
     assert "data.flip" not in space["moving-shapes"]  # a flip would swap left and right, and so the label
 
 
-@pytest.mark.parametrize("data, families", [
-    ("moving-shapes", [*ClassificationModule.sweep_families, "frame_avg", "c3d", "convlstm"]),
-    ("gestures", [*ClassificationModule.sweep_families, "frame_avg"]),
-])
+@pytest.mark.parametrize(
+    "data, families",
+    [
+        ("moving-shapes", [*ClassificationModule.sweep_families, "frame_avg", "c3d", "convlstm"]),
+        ("gestures", [*ClassificationModule.sweep_families, "frame_avg"]),
+    ],
+)
 def test_every_sampled_video_trial_is_a_valid_config_that_builds_a_model(data: str, families: list[str]) -> None:
     for family in families:
         for config in sampled_configs(data, family):

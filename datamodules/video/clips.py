@@ -68,7 +68,12 @@ class ClipTransform:
         else:
             tops = torch.randint(0, height - size + 1, (len(clips),), generator=generator).tolist()
             lefts = torch.randint(0, width - size + 1, (len(clips),), generator=generator).tolist()
-        return torch.stack([clip[..., t : t + size, l : l + size, :] for clip, t, l in zip(clips, tops, lefts)])
+        return torch.stack(
+            [
+                clip[..., top : top + size, left : left + size, :]
+                for clip, top, left in zip(clips, tops, lefts, strict=True)
+            ]
+        )
 
 
 def channel_stats(frames: Tensor, starts: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -76,7 +81,7 @@ def channel_stats(frames: Tensor, starts: Tensor, lengths: Tensor) -> tuple[Tens
     the uint8 values, so no float copy of the training split is ever made."""
     channels = frames.shape[-1]
     histogram = torch.zeros(channels, 256, dtype=torch.int64)
-    for start, length in zip(starts.tolist(), lengths.tolist()):
+    for start, length in zip(starts.tolist(), lengths.tolist(), strict=False):
         pixels = frames[start : start + length].reshape(-1, channels)
         for channel in range(channels):
             histogram[channel] += torch.bincount(pixels[:, channel], minlength=256)
@@ -88,8 +93,15 @@ def channel_stats(frames: Tensor, starts: Tensor, lengths: Tensor) -> tuple[Tens
     return mean.float(), std.float()
 
 
-def cut_clips(frames: Tensor, starts: Tensor, lengths: Tensor, sampling: ClipSampling, transform: ClipTransform,
-              n_clips: int, generator: Generator | None) -> Tensor:
+def cut_clips(
+    frames: Tensor,
+    starts: Tensor,
+    lengths: Tensor,
+    sampling: ClipSampling,
+    transform: ClipTransform,
+    n_clips: int,
+    generator: Generator | None,
+) -> Tensor:
     """Model inputs for clips at `starts` with `lengths` in `frames`: [B, T, C, h, w], or [B, n, T, C, h, w] for n_clips > 1."""
     numbers = sampling.frame_numbers(starts, lengths, sampling.offsets(lengths, n_clips, generator))
     # numpy's take copies whole frame rows; torch's uint8 fancy index is far slower (about 5 ms vs 0.1 ms a batch)
@@ -104,8 +116,17 @@ class ClipDataset(Dataset):
     centred or evenly spaced and centre-cropped, the same on every pass (evaluation).
     """
 
-    def __init__(self, frames: Tensor, starts: Tensor, lengths: Tensor, labels: Tensor, sampling: ClipSampling,
-                 transform: ClipTransform, n_clips: int = 1, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        frames: Tensor,
+        starts: Tensor,
+        lengths: Tensor,
+        labels: Tensor,
+        sampling: ClipSampling,
+        transform: ClipTransform,
+        n_clips: int = 1,
+        seed: int | None = None,
+    ) -> None:
         self.frames, self.starts, self.lengths, self.labels = frames, starts, lengths, labels
         self.sampling, self.transform, self.n_clips = sampling, transform, n_clips
         self.generator = None if seed is None else torch.Generator().manual_seed(seed)
@@ -115,6 +136,13 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, index: list[int] | Tensor) -> tuple[Tensor, Tensor]:
         index = torch.as_tensor(index)
-        x = cut_clips(self.frames, self.starts[index], self.lengths[index], self.sampling, self.transform,
-                      self.n_clips, self.generator)
+        x = cut_clips(
+            self.frames,
+            self.starts[index],
+            self.lengths[index],
+            self.sampling,
+            self.transform,
+            self.n_clips,
+            self.generator,
+        )
         return x, self.labels[index]

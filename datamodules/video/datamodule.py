@@ -69,9 +69,16 @@ class ClipOptions(DataOptions):
         choices = {"short_clips": ("pad", "skip"), "bad_files": ("skip", "error"), "channels": (1, 3)}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
-                raise ValueError(f"data option {name}={getattr(self, name)!r}; choose one of: {', '.join(map(str, valid))}")
-        sizes = {"clip_len": self.clip_len, "frame_stride": self.frame_stride, "test_clips": self.test_clips,
-                 "resize": self.resize or 1, "crop": self.crop or 1}
+                raise ValueError(
+                    f"data option {name}={getattr(self, name)!r}; choose one of: {', '.join(map(str, valid))}"
+                )
+        sizes = {
+            "clip_len": self.clip_len,
+            "frame_stride": self.frame_stride,
+            "test_clips": self.test_clips,
+            "resize": self.resize or 1,
+            "crop": self.crop or 1,
+        }
         too_small = [f"{name}={value}" for name, value in sizes.items() if value < 1]
         if too_small:
             raise ValueError(f"data options {', '.join(too_small)} must be >= 1")
@@ -95,8 +102,9 @@ class SplitOptions(ClipOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not (0 < self.val_fraction and 0 < self.test_fraction and self.val_fraction + self.test_fraction < 1):
-            raise ValueError(f"val_fraction={self.val_fraction} and test_fraction={self.test_fraction} "
-                             "must be > 0 and sum to < 1")
+            raise ValueError(
+                f"val_fraction={self.val_fraction} and test_fraction={self.test_fraction} must be > 0 and sum to < 1"
+            )
 
 
 @dataclass
@@ -126,10 +134,12 @@ LOCATION_OPTIONS = frozenset({"cache_dir", "clips_dir", "split_file"})
 
 def check_same_size(clips: list[ClipRef], arrays: list[np.ndarray]) -> None:
     shapes = [array.shape[1:] for array in arrays]
-    for clip, shape in zip(clips, shapes):
+    for clip, shape in zip(clips, shapes, strict=False):
         if shape != shapes[0]:
-            raise DataError(f"{clip.path}: frames are {shape[1]}x{shape[0]} but {clips[0].path} has "
-                            f"{shapes[0][1]}x{shapes[0][0]}; set --data.resize (e.g. 64) to resize every frame")
+            raise DataError(
+                f"{clip.path}: frames are {shape[1]}x{shape[0]} but {clips[0].path} has "
+                f"{shapes[0][1]}x{shapes[0][0]}; set --data.resize (e.g. 64) to resize every frame"
+            )
 
 
 class FrameDataModule(StwDataModule):
@@ -178,8 +188,10 @@ class FrameDataModule(StwDataModule):
         check_same_size(clips, arrays)
         class_names = sorted({clip.label for clip in clips})
         if self.class_names is not None and self.class_names != class_names:
-            raise DataError(f"classes {class_names} differ from the restored state's {self.class_names}; "
-                            "use the data the state was fitted on")
+            raise DataError(
+                f"classes {class_names} differ from the restored state's {self.class_names}; "
+                "use the data the state was fitted on"
+            )
         splits = self.split(clips)
         self.check_splits(clips, splits)
         frames = torch.from_numpy(np.concatenate(arrays))  # [all frames, H, W, C] uint8, indexed per batch
@@ -195,10 +207,17 @@ class FrameDataModule(StwDataModule):
         self.class_names = class_names
         self.clips = {name: [clips[i] for i in splits[name]] for name in SPLITS}
         self.datasets = {
-            name: ClipDataset(frames, starts[index], lengths[index], labels[index], self.sampling, self.transform,
-                              n_clips=self.options.test_clips if name == "test" else 1,
-                              # seed + 1: augmentation draws a stream independent of the shuffle, which uses seed
-                              seed=self.options.seed + 1 if name == "train" else None)
+            name: ClipDataset(
+                frames,
+                starts[index],
+                lengths[index],
+                labels[index],
+                self.sampling,
+                self.transform,
+                n_clips=self.options.test_clips if name == "test" else 1,
+                # seed + 1: augmentation draws a stream independent of the shuffle, which uses seed
+                seed=self.options.seed + 1 if name == "train" else None,
+            )
             for name, index in rows.items()
         }
 
@@ -214,15 +233,22 @@ class FrameDataModule(StwDataModule):
         self.counts["skipped_bad_files"] = len(bad) - len(empty_folders)
         self.counts["empty_class_folders"] = len(empty_folders)
         if bad and self.options.bad_files == "error":
-            raise DataError("unreadable clips or empty class folders:\n  " + "\n  ".join(bad)
-                            + "\nfix or remove them, or set --data.bad_files skip")
+            raise DataError(
+                "unreadable clips or empty class folders:\n  "
+                + "\n  ".join(bad)
+                + "\nfix or remove them, or set --data.bad_files skip"
+            )
         if bad:
-            warnings.warn(f"skipped {len(bad)} unreadable clips or empty class folders:\n  " + "\n  ".join(bad), stacklevel=3)
+            warnings.warn(
+                f"skipped {len(bad)} unreadable clips or empty class folders:\n  " + "\n  ".join(bad), stacklevel=3
+            )
         if not kept:
             raise DataError(f"no readable clips among {len(clips)} found; see the list above")
         return kept, arrays
 
-    def drop_or_pad_short(self, clips: list[ClipRef], arrays: list[np.ndarray]) -> tuple[list[ClipRef], list[np.ndarray]]:
+    def drop_or_pad_short(
+        self, clips: list[ClipRef], arrays: list[np.ndarray]
+    ) -> tuple[list[ClipRef], list[np.ndarray]]:
         """Padding happens at sampling time (frame numbers stop at a clip's last frame); skipping happens here."""
         short = [len(array) < self.sampling.span for array in arrays]
         pad = self.options.short_clips == "pad"
@@ -232,28 +258,38 @@ class FrameDataModule(StwDataModule):
             return clips, arrays
         kept = [i for i, is_short in enumerate(short) if not is_short]
         if not kept:
-            raise DataError(f"all {len(clips)} clips are shorter than one clip span of {self.sampling.span} frames; "
-                            "lower --data.clip_len or --data.frame_stride, or set --data.short_clips pad")
+            raise DataError(
+                f"all {len(clips)} clips are shorter than one clip span of {self.sampling.span} frames; "
+                "lower --data.clip_len or --data.frame_stride, or set --data.short_clips pad"
+            )
         return [clips[i] for i in kept], [arrays[i] for i in kept]
 
     def check_splits(self, clips: list[ClipRef], splits: dict[str, list[int]]) -> None:
         for name in SPLITS:
             if not splits[name]:
-                raise DataError(f"the {name} split is empty: {len(clips)} clips in {len({c.label for c in clips})} classes "
-                                "are too few for the split fractions; add clips or change --data.val_fraction/test_fraction")
+                raise DataError(
+                    f"the {name} split is empty: {len(clips)} clips in {len({c.label for c in clips})} classes "
+                    "are too few for the split fractions; add clips or change --data.val_fraction/test_fraction"
+                )
 
     def check_crop(self, size: tuple[int, int]) -> None:
         if self.options.crop and self.options.crop > min(size):
-            raise DataError(f"data option crop={self.options.crop} is larger than the {size[1]}x{size[0]} frames; "
-                            "lower --data.crop or raise --data.resize")
+            raise DataError(
+                f"data option crop={self.options.crop} is larger than the {size[1]}x{size[0]} frames; "
+                "lower --data.crop or raise --data.resize"
+            )
 
     # --- LightningDataModule ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Class names, the training split's per-channel mean and std, and the frame shape; JSON-serialisable."""
         if self.mean is None:
             return {}
-        return {"class_names": self.class_names, "mean": self.mean.tolist(), "std": self.std.tolist(),
-                "frame_shape": self.frame_shape}
+        return {
+            "class_names": self.class_names,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "frame_shape": self.frame_shape,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
@@ -291,11 +327,20 @@ class FrameDataModule(StwDataModule):
             frames = torch.from_numpy(read_clip(Path(path), self.decode_options))
         except UnreadableClip as error:
             raise DataError(f"cannot read {error}") from None
-        x = cut_clips(frames, torch.tensor([0]), torch.tensor([len(frames)]), self.sampling, self.transform,
-                      self.options.test_clips, generator=None)
+        x = cut_clips(
+            frames,
+            torch.tensor([0]),
+            torch.tensor([len(frames)]),
+            self.sampling,
+            self.transform,
+            self.options.test_clips,
+            generator=None,
+        )
         if list(x.shape[-3:]) != self.frame_shape:
-            raise DataError(f"{path}: frames give inputs of shape {list(x.shape[-3:])} but the model was trained on "
-                            f"{self.frame_shape}; set --data.resize so every clip is resized alike")
+            raise DataError(
+                f"{path}: frames give inputs of shape {list(x.shape[-3:])} but the model was trained on "
+                f"{self.frame_shape}; set --data.resize so every clip is resized alike"
+            )
         return x
 
     def shaping_options(self) -> dict[str, Any]:
@@ -304,7 +349,9 @@ class FrameDataModule(StwDataModule):
     def source_files(self) -> list[Path]:
         """The raw files behind the tensors: every kept clip's video file or frame images."""
         self.setup()
-        paths = dict.fromkeys(clip.path for split in self.clips.values() for clip in split)  # a clip may be in several splits
+        paths = dict.fromkeys(
+            clip.path for split in self.clips.values() for clip in split
+        )  # a clip may be in several splits
         return [file for path in paths for file in (frame_files(path) if path.is_dir() else [path])]
 
     def fingerprint(self) -> dict[str, Any]:

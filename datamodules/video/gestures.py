@@ -26,8 +26,29 @@ from datamodules.paths import data_root
 from datamodules.video.layouts import SPLITS
 
 # Label i is GESTURES[i] (the source repository's label_list; 10 is the non-gesture "standby").
-GESTURES = ("attention", "ready", "crank", "stop", "move", "turn-left", "turn-right", "speed-up", "slow-down", "kill", "standby")
-JOINTS = ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip")
+GESTURES = (
+    "attention",
+    "ready",
+    "crank",
+    "stop",
+    "move",
+    "turn-left",
+    "turn-right",
+    "speed-up",
+    "slow-down",
+    "kill",
+    "standby",
+)
+JOINTS = (
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+)
 KEYPOINT_COLUMNS = tuple(f"{joint}_{axis}" for joint in JOINTS for axis in "xy")
 LABEL_COLUMN = "gesture"
 
@@ -54,7 +75,9 @@ class GestureOptions(DataOptions):
         if self.clip_len < 1 or self.stride < 1:
             raise ValueError(f"data options clip_len={self.clip_len} and stride={self.stride} must be >= 1")
         if self.test_person == self.val_person:
-            raise ValueError(f"data options test_person and val_person are both {self.test_person!r}; hold out two people")
+            raise ValueError(
+                f"data options test_person and val_person are both {self.test_person!r}; hold out two people"
+            )
 
 
 @dataclass(frozen=True)
@@ -72,8 +95,10 @@ def read_table(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read as CSV ({str(error).strip()})") from None
     missing = [column for column in KEYPOINT_COLUMNS if column not in table.columns]
     if missing:
-        raise DataError(f"{path}: no column {', '.join(missing)}; a recording needs the 16 keypoint columns "
-                        f"{', '.join(KEYPOINT_COLUMNS)}")
+        raise DataError(
+            f"{path}: no column {', '.join(missing)}; a recording needs the 16 keypoint columns "
+            f"{', '.join(KEYPOINT_COLUMNS)}"
+        )
     return table
 
 
@@ -82,10 +107,14 @@ def first_bad_line(bad: np.ndarray) -> int:
 
 
 def keypoints_of(table: pd.DataFrame, path: Path) -> np.ndarray:
-    values = table[list(KEYPOINT_COLUMNS)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32, copy=True)  # writable
+    values = (
+        table[list(KEYPOINT_COLUMNS)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32, copy=True)
+    )  # writable
     bad = ~np.isfinite(values).all(axis=1)
     if bad.any():
-        raise DataError(f"{path} line {first_bad_line(bad)}: a keypoint is missing or not a number; fix or delete the line")
+        raise DataError(
+            f"{path} line {first_bad_line(bad)}: a keypoint is missing or not a number; fix or delete the line"
+        )
     return values
 
 
@@ -96,7 +125,9 @@ def labels_of(table: pd.DataFrame, path: Path) -> np.ndarray:
     bad = ~labels.isin(range(len(GESTURES))).to_numpy()
     if bad.any():
         line = first_bad_line(bad)
-        raise DataError(f"{path} line {line}: gesture {table[LABEL_COLUMN].iloc[line - 2]} is not a label 0..{len(GESTURES) - 1}")
+        raise DataError(
+            f"{path} line {line}: gesture {table[LABEL_COLUMN].iloc[line - 2]} is not a label 0..{len(GESTURES) - 1}"
+        )
     return labels.to_numpy(np.int64)
 
 
@@ -145,8 +176,10 @@ class Gestures(StwDataModule):
         folder = data_root(self.options.root) / "video" / "ground_guide_pose" / "images"
         files = sorted(folder.glob("*/gesture_data.csv"))
         if not files:
-            raise DataError(f"{folder}: no <recording>/gesture_data.csv files; point --data.root (or $STW_DATA_DIR) "
-                            "at the shared data folder that holds video/ground_guide_pose")
+            raise DataError(
+                f"{folder}: no <recording>/gesture_data.csv files; point --data.root (or $STW_DATA_DIR) "
+                "at the shared data folder that holds video/ground_guide_pose"
+            )
         return files
 
     def split_of(self, person: str) -> str:
@@ -159,34 +192,52 @@ class Gestures(StwDataModule):
         people = sorted({recording.person for recording in recordings})
         for option in ("test_person", "val_person"):
             if getattr(self.options, option) not in people:
-                raise DataError(f"data option {option}={getattr(self.options, option)!r} is not a participant; "
-                                f"choose one of: {', '.join(people)}")
+                raise DataError(
+                    f"data option {option}={getattr(self.options, option)!r} is not a participant; "
+                    f"choose one of: {', '.join(people)}"
+                )
         splits = [self.split_of(recording.person) for recording in recordings]
         if self.mean is None:  # a loaded state_dict is kept: predict and reproduce reuse a run's statistics
-            train = torch.from_numpy(np.concatenate([r.keypoints for r, s in zip(recordings, splits) if s == "train"]))
+            train = torch.from_numpy(
+                np.concatenate([r.keypoints for r, s in zip(recordings, splits, strict=False) if s == "train"])
+            )
             self.mean, self.std = train.mean(0), train.std(0).clamp(min=1e-6)
         rows = (torch.from_numpy(np.concatenate([r.keypoints for r in recordings])) - self.mean) / self.std
         row_labels = torch.from_numpy(np.concatenate([r.labels for r in recordings]))
         starts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
         first_row = 0
-        for recording, name in zip(recordings, splits):
-            starts[name].append(first_row + window_starts(len(recording.labels), self.options.clip_len, self.options.stride))
+        for recording, name in zip(recordings, splits, strict=False):
+            starts[name].append(
+                first_row + window_starts(len(recording.labels), self.options.clip_len, self.options.stride)
+            )
             first_row += len(recording.labels)
         self.skipped_recordings = sum(len(r.labels) < self.options.clip_len for r in recordings)
-        self.persons = {name: sorted({r.person for r, s in zip(recordings, splits) if s == name}) for name in SPLITS}
-        self.datasets = {name: KeypointWindows(rows, row_labels, torch.from_numpy(np.concatenate(starts[name])),
-                                               self.options.clip_len) for name in SPLITS}
+        self.persons = {
+            name: sorted({r.person for r, s in zip(recordings, splits, strict=False) if s == name}) for name in SPLITS
+        }
+        self.datasets = {
+            name: KeypointWindows(
+                rows, row_labels, torch.from_numpy(np.concatenate(starts[name])), self.options.clip_len
+            )
+            for name in SPLITS
+        }
         for name, dataset in self.datasets.items():
             if not len(dataset):
-                raise DataError(f"the {name} split ({', '.join(self.persons[name])}) has no window of "
-                                f"{self.options.clip_len} frames; lower --data.clip_len")
+                raise DataError(
+                    f"the {name} split ({', '.join(self.persons[name])}) has no window of "
+                    f"{self.options.clip_len} frames; lower --data.clip_len"
+                )
 
     def state_dict(self) -> dict[str, Any]:
         """Class and keypoint names and the training participants' per-coordinate mean and std; JSON-serialisable."""
         if self.mean is None:
             return {}
-        return {"class_names": list(GESTURES), "feature_names": list(KEYPOINT_COLUMNS),
-                "mean": self.mean.tolist(), "std": self.std.tolist()}
+        return {
+            "class_names": list(GESTURES),
+            "feature_names": list(KEYPOINT_COLUMNS),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:

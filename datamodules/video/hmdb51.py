@@ -19,11 +19,57 @@ from datamodules.video.layouts import SPLITS, ClipRef, is_video_file
 
 # The 51 classes of Kuehne et al., "HMDB: a large video database for human motion recognition", ICCV 2011.
 HMDB51_CLASSES = (
-    "brush_hair", "cartwheel", "catch", "chew", "clap", "climb", "climb_stairs", "dive", "draw_sword", "dribble",
-    "drink", "eat", "fall_floor", "fencing", "flic_flac", "golf", "handstand", "hit", "hug", "jump", "kick",
-    "kick_ball", "kiss", "laugh", "pick", "pour", "pullup", "punch", "push", "pushup", "ride_bike", "ride_horse",
-    "run", "shake_hands", "shoot_ball", "shoot_bow", "shoot_gun", "sit", "situp", "smile", "smoke", "somersault",
-    "stand", "swing_baseball", "sword", "sword_exercise", "talk", "throw", "turn", "walk", "wave",
+    "brush_hair",
+    "cartwheel",
+    "catch",
+    "chew",
+    "clap",
+    "climb",
+    "climb_stairs",
+    "dive",
+    "draw_sword",
+    "dribble",
+    "drink",
+    "eat",
+    "fall_floor",
+    "fencing",
+    "flic_flac",
+    "golf",
+    "handstand",
+    "hit",
+    "hug",
+    "jump",
+    "kick",
+    "kick_ball",
+    "kiss",
+    "laugh",
+    "pick",
+    "pour",
+    "pullup",
+    "punch",
+    "push",
+    "pushup",
+    "ride_bike",
+    "ride_horse",
+    "run",
+    "shake_hands",
+    "shoot_ball",
+    "shoot_bow",
+    "shoot_gun",
+    "sit",
+    "situp",
+    "smile",
+    "smoke",
+    "somersault",
+    "stand",
+    "swing_baseball",
+    "sword",
+    "sword_exercise",
+    "talk",
+    "throw",
+    "turn",
+    "walk",
+    "wave",
 )
 # _<body part f|h|u|l>_<camera motion cm|nm>_np<people>_<viewpoint fr|ba|le|ri>_<quality bad|med|goo>_<index>
 NAME_TAIL = re.compile(r"_[fhul]_(?:cm|nm)_np\d+_(?:fr|ba|le|ri)_(?:bad|med|goo)_\d+$")
@@ -35,8 +81,10 @@ def hmdb51_class(path: Path) -> str:
     head = path.stem[: tail.start()] if tail else ""
     matches = [name for name in HMDB51_CLASSES if head == name or head.endswith(f"_{name}")]
     if not matches:
-        raise DataError(f"{path}: not an HMDB51 file name (<source>_<class>_<body part>_<camera>_np<n>_<view>_<quality>_<index> "
-                        "with one of the 51 HMDB51 classes); rename it or read the folder with --data video-folder")
+        raise DataError(
+            f"{path}: not an HMDB51 file name (<source>_<class>_<body part>_<camera>_np<n>_<view>_<quality>_<index> "
+            "with one of the 51 HMDB51 classes); rename it or read the folder with --data video-folder"
+        )
     return max(matches, key=len)  # "climb_stairs" wins over "climb" only when the name ends with it
 
 
@@ -50,8 +98,10 @@ class Hmdb51Samples(FrameDataModule):
         folder = data_root(self.options.root) / "video" / "hmdb51_samples"
         videos = sorted(filter(is_video_file, folder.glob("*"))) if folder.is_dir() else []
         if not videos:
-            raise DataError(f"{folder}: no HMDB51 clips; point --data.root (or $STW_DATA_DIR) at the shared data "
-                            "folder that holds video/hmdb51_samples")
+            raise DataError(
+                f"{folder}: no HMDB51 clips; point --data.root (or $STW_DATA_DIR) at the shared data "
+                "folder that holds video/hmdb51_samples"
+            )
         return [ClipRef(path, hmdb51_class(path)) for path in videos], []
 
     def split(self, clips: list[ClipRef]) -> dict[str, list[int]]:

@@ -55,7 +55,9 @@ LAYOUTS = tuple(IS_CLIP)
 def find_class_clips(folder: Path, layout: str) -> tuple[list[ClipRef], list[Path]]:
     """Every clip under <folder>/<class>/ in `layout` ("frames" or "videos"), and the class folders holding none."""
     if not folder.is_dir():
-        raise DataError(f"{folder}: clips folder not found; set --data.clips_dir (or --data.root) to a folder of class folders")
+        raise DataError(
+            f"{folder}: clips folder not found; set --data.clips_dir (or --data.root) to a folder of class folders"
+        )
     is_clip = IS_CLIP[layout]
     clips: list[ClipRef] = []
     empty: list[Path] = []
@@ -87,8 +89,10 @@ def read_split_csv(path: Path, folder: Path) -> list[ClipRef]:
     for line, row in enumerate(rows, start=2):
         split = row.get("split")
         if split is not None and split not in SPLITS:
-            raise DataError(f"{path} line {line}: split {split!r}; use train, val or test (or drop the split column "
-                            "to let the seeded split decide)")
+            raise DataError(
+                f"{path} line {line}: split {split!r}; use train, val or test (or drop the split column "
+                "to let the seeded split decide)"
+            )
         if not row["clip"] or not row["label"]:
             raise DataError(f"{path} line {line}: empty clip or label; fill or delete the line")
         clips.append(ClipRef(clip_path(folder, row["clip"]), row["label"], row.get("group") or None, split))
@@ -97,8 +101,10 @@ def read_split_csv(path: Path, folder: Path) -> list[ClipRef]:
 
 def read_ucf_lists(path: Path, folder: Path) -> list[ClipRef]:
     if "trainlist" not in path.name:
-        raise DataError(f"{path}: a .txt split file must be a UCF101 trainlistNN.txt (its testlistNN.txt is read from "
-                        "beside it); list other splits in a CSV with the header clip,label,split")
+        raise DataError(
+            f"{path}: a .txt split file must be a UCF101 trainlistNN.txt (its testlistNN.txt is read from "
+            "beside it); list other splits in a CSV with the header clip,label,split"
+        )
     test_path = path.with_name(path.name.replace("trainlist", "testlist"))
     if not test_path.is_file():
         raise DataError(f"{test_path}: not found; a UCF101 trainlist needs its testlist beside it")

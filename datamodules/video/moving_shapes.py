@@ -31,9 +31,14 @@ SHAPES = ("square", "circle", "triangle")
 _DIAGONAL = 2**-0.5
 # Unit steps in image coordinates (y grows downwards); the first four are used with directions=4.
 DIRECTIONS = {
-    "right": (1.0, 0.0), "up": (0.0, -1.0), "left": (-1.0, 0.0), "down": (0.0, 1.0),
-    "up-right": (_DIAGONAL, -_DIAGONAL), "up-left": (-_DIAGONAL, -_DIAGONAL),
-    "down-left": (-_DIAGONAL, _DIAGONAL), "down-right": (_DIAGONAL, _DIAGONAL),
+    "right": (1.0, 0.0),
+    "up": (0.0, -1.0),
+    "left": (-1.0, 0.0),
+    "down": (0.0, 1.0),
+    "up-right": (_DIAGONAL, -_DIAGONAL),
+    "up-left": (-_DIAGONAL, -_DIAGONAL),
+    "down-left": (-_DIAGONAL, _DIAGONAL),
+    "down-right": (_DIAGONAL, _DIAGONAL),
 }
 
 
@@ -64,8 +69,10 @@ class MovingShapesOptions(SplitOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.directions not in (4, 8) or self.label not in ("direction", "direction+shape"):
-            raise ValueError(f"data options directions={self.directions} and label={self.label!r}: "
-                             "directions is 4 or 8, label is direction or direction+shape")
+            raise ValueError(
+                f"data options directions={self.directions} and label={self.label!r}: "
+                "directions is 4 or 8, label is direction or direction+shape"
+            )
         if self.n_clips < 1 or self.n_frames < 2 or self.frame_size < 12:
             raise ValueError("data options need n_clips >= 1, n_frames >= 2 and frame_size >= 12")
 
@@ -120,7 +127,9 @@ def write_moving_shapes(folder: Path, options: MovingShapesOptions) -> None:
             clip_dir.mkdir(parents=True)
             frames = render_clip(rng, direction, shape or SHAPES[rng.integers(len(SHAPES))], options)
             for t, frame in enumerate(frames):
-                Image.fromarray(frame.squeeze(-1) if options.channels == 1 else frame).save(clip_dir / f"frame_{t:02d}.png")
+                Image.fromarray(frame.squeeze(-1) if options.channels == 1 else frame).save(
+                    clip_dir / f"frame_{t:02d}.png"
+                )
     try:
         partial.rename(folder)
     except OSError:  # another process finished the same folder first; its clips are identical

@@ -10,7 +10,6 @@ from typing import Any
 
 from lightning_modules.families.base import Encoder, FamilyConfig
 
-
 # What a family's encoder reads: the stem's [B, T, D] sequence, or raw frames [B, T, C, H, W].
 FAMILY_INPUTS = ("steps", "clip")
 
@@ -28,8 +27,9 @@ FAMILIES: dict[str, Family] = {}
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
-def register_family(name: str, config: type[FamilyConfig], aliases: dict[str, dict[str, Any]] | None = None,
-                    input: str = "steps"):
+def register_family(
+    name: str, config: type[FamilyConfig], aliases: dict[str, dict[str, Any]] | None = None, input: str = "steps"
+):
     """Class decorator for an Encoder: `@register_family("rnn", RNNConfig, aliases={"lstm": {"cell": "lstm"}})`;
     `input="clip"` for a family that reads raw frames (see base.py)."""
     if input not in FAMILY_INPUTS:
@@ -59,8 +59,9 @@ def family_of(name: str) -> Family:
     return FAMILIES[resolve_family(name)[0]]
 
 
-def build_encoder(name: str, config: FamilyConfig | dict[str, Any] | None, in_dim: int | tuple[int, int, int],
-                  seq_len: int | None) -> Encoder:
+def build_encoder(
+    name: str, config: FamilyConfig | dict[str, Any] | None, in_dim: int | tuple[int, int, int], seq_len: int | None
+) -> Encoder:
     """An encoder; in_dim is the stem's width D, or the frame shape (C, H, W) for a family with input "clip"."""
     family_name, overrides = resolve_family(name)
     family = FAMILIES[family_name]
@@ -70,15 +71,27 @@ def build_encoder(name: str, config: FamilyConfig | dict[str, Any] | None, in_di
 
 
 # One line per family module; importing it registers it.
-from lightning_modules.families import linear  # noqa: E402,F401
-from lightning_modules.families import mlp  # noqa: E402,F401
-from lightning_modules.families import cnn  # noqa: E402,F401
-from lightning_modules.families import rnn  # noqa: E402,F401
-from lightning_modules.families import transformer  # noqa: E402,F401
-from lightning_modules.families import hybrids  # noqa: E402,F401
-from lightning_modules.families import frame_avg  # noqa: E402,F401
-from lightning_modules.families import c3d  # noqa: E402,F401
-from lightning_modules.families import convlstm  # noqa: E402,F401
+from lightning_modules.families import (
+    c3d,
+    cnn,
+    convlstm,
+    frame_avg,
+    hybrids,
+    linear,
+    mlp,
+    rnn,
+    transformer,
+)
 
-__all__ = ["ALIASES", "FAMILIES", "FAMILY_INPUTS", "Encoder", "Family", "FamilyConfig", "build_encoder", "family_of",
-           "register_family", "resolve_family"]
+__all__ = [
+    "ALIASES",
+    "FAMILIES",
+    "FAMILY_INPUTS",
+    "Encoder",
+    "Family",
+    "FamilyConfig",
+    "build_encoder",
+    "family_of",
+    "register_family",
+    "resolve_family",
+]

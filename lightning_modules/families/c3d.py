@@ -32,8 +32,12 @@ class C3DConfig(FamilyConfig):
 
 
 def block(in_channels: int, out_channels: int, kernel_size: int, pool: tuple[int, int, int]) -> nn.Sequential:
-    return nn.Sequential(nn.Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-                         nn.BatchNorm3d(out_channels), nn.ReLU(), nn.MaxPool3d(pool))
+    return nn.Sequential(
+        nn.Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.BatchNorm3d(out_channels),
+        nn.ReLU(),
+        nn.MaxPool3d(pool),
+    )
 
 
 @register_family("c3d", C3DConfig, input="clip")

@@ -93,8 +93,9 @@ class CNNEncoder(Encoder):
         super().__init__()
         kernel_sizes = config.kernel_sizes or [config.kernel_size]
         if config.num_layers < 1 or min(kernel_sizes) < 1 or config.dilation_growth < 1 or config.pool_size < 1:
-            raise ValueError("cnn needs num_layers, kernel sizes, dilation_growth and pool_size of at least 1; "
-                             f"got {config}")
+            raise ValueError(
+                f"cnn needs num_layers, kernel sizes, dilation_growth and pool_size of at least 1; got {config}"
+            )
         self.branches = nn.ModuleList(
             nn.ModuleList(
                 ConvLayer(config, in_dim if i == 0 else config.channels, k, config.dilation_growth**i)
@@ -106,8 +107,10 @@ class CNNEncoder(Encoder):
         shrink = config.pool_size**config.num_layers if config.pool != "none" else 1
         self.out_len = None if seq_len is None else seq_len // shrink
         if self.out_len == 0:
-            raise ValueError(f"{config.num_layers} pooling layers of size {config.pool_size} shorten {seq_len} steps "
-                             "to nothing; use fewer layers, a smaller pool_size or pool='none'")
+            raise ValueError(
+                f"{config.num_layers} pooling layers of size {config.pool_size} shorten {seq_len} steps "
+                "to nothing; use fewer layers, a smaller pool_size or pool='none'"
+            )
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         outputs = []

@@ -46,8 +46,9 @@ class ConvLSTMCell(nn.Module):
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int) -> None:
         super().__init__()
-        self.gates = nn.Conv2d(in_channels + hidden_channels, 4 * hidden_channels, kernel_size,
-                               padding=kernel_size // 2)
+        self.gates = nn.Conv2d(
+            in_channels + hidden_channels, 4 * hidden_channels, kernel_size, padding=kernel_size // 2
+        )
 
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         h, c = state
@@ -64,12 +65,16 @@ class ConvLSTMEncoder(Encoder):
         super().__init__()
         channels, height, width = frame_shape("convlstm", in_dim)
         if config.num_layers < 1 or config.hidden_channels < 1 or config.kernel_size % 2 == 0 or config.downsample < 1:
-            raise ValueError(f"convlstm needs num_layers, hidden_channels and downsample of at least 1 and an odd "
-                             f"kernel_size; got {config}")
+            raise ValueError(
+                f"convlstm needs num_layers, hidden_channels and downsample of at least 1 and an odd "
+                f"kernel_size; got {config}"
+            )
         if config.downsample > min(height, width):
             raise ValueError(f"downsample={config.downsample} is larger than the {width}x{height} frames; lower it")
-        self.cells = nn.ModuleList(ConvLSTMCell(channels if i == 0 else config.hidden_channels, config.hidden_channels,
-                                                config.kernel_size) for i in range(config.num_layers))
+        self.cells = nn.ModuleList(
+            ConvLSTMCell(channels if i == 0 else config.hidden_channels, config.hidden_channels, config.kernel_size)
+            for i in range(config.num_layers)
+        )
         self.downsample, self.hidden_channels = config.downsample, config.hidden_channels
         self.spatial_pool = SPATIAL_POOLS[config.spatial_pool]
         self.dropout = nn.Dropout(config.dropout)

@@ -48,8 +48,10 @@ class LinearEncoder(Encoder):
     def __init__(self, config: LinearConfig, in_dim: int, seq_len: int | None) -> None:
         super().__init__()
         if seq_len is None:
-            raise ValueError("the linear family maps a fixed lookback linearly, so it needs a fixed seq_len; "
-                             "use cnn, rnn or transformer for variable-length input")
+            raise ValueError(
+                "the linear family maps a fixed lookback linearly, so it needs a fixed seq_len; "
+                "use cnn, rnn or transformer for variable-length input"
+            )
         if config.moving_avg < 1:
             raise ValueError(f"moving_avg must be at least 1 step, got {config.moving_avg}")
         self.config = config

@@ -19,7 +19,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "ta
 def hidden_layers(widths: list[int], activation: Activation, dropout: float) -> nn.Sequential:
     """Linear -> activation -> dropout for each consecutive pair of widths (none for a single width)."""
     layers: list[nn.Module] = []
-    for width_in, width_out in zip(widths, widths[1:]):
+    for width_in, width_out in zip(widths, widths[1:], strict=False):
         layers += [nn.Linear(width_in, width_out), ACTIVATIONS[activation](), nn.Dropout(dropout)]
     return nn.Sequential(*layers)
 
@@ -48,8 +48,10 @@ class MLPEncoder(Encoder):
     def __init__(self, config: MLPConfig, in_dim: int, seq_len: int | None) -> None:
         super().__init__()
         if seq_len is None:
-            raise ValueError("the mlp family flattens a fixed window, so it needs a fixed seq_len; "
-                             "use cnn, rnn or transformer for variable-length input")
+            raise ValueError(
+                "the mlp family flattens a fixed window, so it needs a fixed seq_len; "
+                "use cnn, rnn or transformer for variable-length input"
+            )
         widths = [seq_len * in_dim] + [config.hidden_size] * config.num_layers
         self.layers = hidden_layers(widths, config.activation, config.dropout)
         self.out_dim, self.out_len = widths[-1], 1

@@ -92,8 +92,9 @@ class TransformerEncoder(Encoder):
         self.patch_len = config.patch_len or 1
         self.stride = config.stride or self.patch_len
         if not 1 <= self.stride <= self.patch_len:
-            raise ValueError(f"stride must be between 1 and patch_len ({self.patch_len}) so no step is skipped; "
-                             f"got {self.stride}")
+            raise ValueError(
+                f"stride must be between 1 and patch_len ({self.patch_len}) so no step is skipped; got {self.stride}"
+            )
         self.out_dim = config.d_model
         self.out_len = None if seq_len is None else n_patches(seq_len, self.patch_len, self.stride)
         self.project = nn.Linear(self.patch_len * in_dim, config.d_model)
@@ -101,8 +102,15 @@ class TransformerEncoder(Encoder):
         if config.positional == "learned":
             self.learned_positions = nn.Parameter(0.02 * torch.randn(self.out_len or config.max_len, config.d_model))
         self.dropout = nn.Dropout(config.dropout)
-        layer = nn.TransformerEncoderLayer(config.d_model, config.n_heads, config.ff_dim, config.dropout,
-                                           activation="gelu", batch_first=True, norm_first=config.norm_first)
+        layer = nn.TransformerEncoderLayer(
+            config.d_model,
+            config.n_heads,
+            config.ff_dim,
+            config.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=config.norm_first,
+        )
         # Pre-norm layers leave the residual stream unnormalised, so a final norm closes the stack.
         final_norm = nn.LayerNorm(config.d_model) if config.norm_first else None
         self.layers = nn.TransformerEncoder(layer, config.n_layers, norm=final_norm, enable_nested_tensor=False)
@@ -111,8 +119,10 @@ class TransformerEncoder(Encoder):
         if self.learned_positions is None:
             return sinusoid_table(count, self.out_dim).to(device)
         if count > len(self.learned_positions):
-            raise ValueError(f"input has {count} tokens but learned positions cover {len(self.learned_positions)}; "
-                             "raise max_len or use positional='sinusoidal'")
+            raise ValueError(
+                f"input has {count} tokens but learned positions cover {len(self.learned_positions)}; "
+                "raise max_len or use positional='sinusoidal'"
+            )
         return self.learned_positions[:count]
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:

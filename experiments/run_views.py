@@ -18,7 +18,7 @@ from mlflow.tracking._tracking_service.utils import _use_tracking_uri  # private
 
 from experiments import plots
 from experiments.config import metric_mode
-from experiments.run_store import CONFIG, TOOL, RunError, StoredRun, fetch_run, is_final_metric
+from experiments.logged_run import CONFIG, TOOL, RunError, StoredRun, fetch_run, is_final_metric
 from experiments.tables import text_table
 from experiments.tracking import default_tracking_uri
 
@@ -73,8 +73,10 @@ def search(tracking_uri: str, data: str | None, sweep: str | None) -> pd.DataFra
     elif data:
         scope = {"experiment_names": [data]}
         if mlflow.MlflowClient(tracking_uri).get_experiment_by_name(data) is None:
-            raise RunError(f"no experiment {data!r} in {tracking_uri}; runs of dataset {data} are logged there by "
-                           f"`stw train --data {data}`")
+            raise RunError(
+                f"no experiment {data!r} in {tracking_uri}; runs of dataset {data} are logged there by "
+                f"`stw train --data {data}`"
+            )
     else:
         scope = {"search_all_experiments": True}
     with tracking_uri_for_search(tracking_uri):
@@ -86,13 +88,21 @@ def listing(found: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, run in found.iterrows():
         tags = {k.removeprefix("tags."): v for k, v in run.items() if k.startswith("tags.")}
-        row = {"run_id": run["run_id"], "name": tags.get("mlflow.runName"), "kind": kind(tags), "data": tags.get("stw.data"),
-               "family": tags.get("stw.family")}
+        row = {
+            "run_id": run["run_id"],
+            "name": tags.get("mlflow.runName"),
+            "kind": kind(tags),
+            "data": tags.get("stw.data"),
+            "family": tags.get("stw.family"),
+        }
         row |= {short: _number(run.get(f"params.{key}")) for key, short in KEY_PARAMS.items()}
         row |= {name: value for name, value in run.items() if name.startswith("metrics.")}
         started, ended = run["start_time"], run["end_time"]
-        row |= {"status": run["status"], "started": started.strftime("%Y-%m-%d %H:%M:%S"),
-                "duration_s": round((ended - started).total_seconds(), 1) if pd.notna(ended) else None}
+        row |= {
+            "status": run["status"],
+            "started": started.strftime("%Y-%m-%d %H:%M:%S"),
+            "duration_s": round((ended - started).total_seconds(), 1) if pd.notna(ended) else None,
+        }
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -124,14 +134,27 @@ def render(table: pd.DataFrame, fmt: str) -> str:
 
 
 def runs_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stw runs", description="List logged runs, best first, built on mlflow.search_runs.")
-    parser.add_argument("--data", default=None, help="dataset whose experiment to list (default: every st-workbench experiment)")
+    parser = argparse.ArgumentParser(
+        prog="stw runs", description="List logged runs, best first, built on mlflow.search_runs."
+    )
+    parser.add_argument(
+        "--data", default=None, help="dataset whose experiment to list (default: every st-workbench experiment)"
+    )
     parser.add_argument("--sweep", default=None, metavar="PARENT_RUN_ID", help="list the trials of this sweep")
     parser.add_argument("--top", type=int, default=10, help="show the best N runs; 0 shows all (default: 10)")
-    parser.add_argument("--metric", default="test_mse",
-                        help="rank by this metric, in its own direction (losses ascending, scores descending; default: test_mse)")
-    parser.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format (default: table)")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    parser.add_argument(
+        "--metric",
+        default="test_mse",
+        help="rank by this metric, in its own direction (losses ascending, scores descending; default: test_mse)",
+    )
+    parser.add_argument(
+        "--format", choices=["table", "csv", "json"], default="table", help="output format (default: table)"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
+    )
     return parser
 
 
@@ -150,13 +173,26 @@ def runs_main(argv: list[str]) -> int:
 
 def show_text(run: StoredRun, reproduce_command: str) -> str:
     info = run.run.info
-    parts = [f"run {info.run_id} ({info.run_name}), experiment {info.experiment_id}, {info.status}, kind {kind(run.tags)}"]
+    parts = [
+        f"run {info.run_id} ({info.run_name}), experiment {info.experiment_id}, {info.status}, kind {kind(run.tags)}"
+    ]
     artifacts = run.artifact_paths()
     config = run.text(CONFIG).rstrip() if CONFIG in artifacts else "(no config.yaml: not a training run)"
     parts += ["", "config:", _indent(config)]
-    parts += ["", "metrics:", _indent(text_table(["metric", "value"], [[k, v] for k, v in sorted(run.metrics.items())], digits=9))]
-    parts += ["", "tags:", _indent(text_table(["tag", "value"], [[k, v] for k, v in sorted(run.tags.items())
-                                                                 if not k.startswith("mlflow.log-model")]))]
+    parts += [
+        "",
+        "metrics:",
+        _indent(text_table(["metric", "value"], [[k, v] for k, v in sorted(run.metrics.items())], digits=9)),
+    ]
+    parts += [
+        "",
+        "tags:",
+        _indent(
+            text_table(
+                ["tag", "value"], [[k, v] for k, v in sorted(run.tags.items()) if not k.startswith("mlflow.log-model")]
+            )
+        ),
+    ]
     parts += ["", "artifacts:", _indent("\n".join(artifacts) or "(none)")]
     if CONFIG in artifacts and any(is_final_metric(name) for name in run.metrics):
         parts += ["", f"reproduce it: {reproduce_command}"]
@@ -170,10 +206,15 @@ def _indent(text: str) -> str:
 
 
 def show_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="stw show", description="One run: config, metrics, tags, artifacts, and "
-                                     "the command that reproduces it.")
+    parser = argparse.ArgumentParser(
+        prog="stw show", description="One run: config, metrics, tags, artifacts, and the command that reproduces it."
+    )
     parser.add_argument("run_id", metavar="RUN_ID")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
+    )
     args = parser.parse_args(argv)
     command = f"stw reproduce {args.run_id}" + (f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else "")
     with fetch_run(args.run_id, args.tracking_uri) as run:
@@ -207,11 +248,20 @@ def learning_histories(run: StoredRun) -> dict[str, list[tuple[int, float]]]:
 
 
 def compare_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="stw compare", description="Runs side by side: the params that differ and "
-                                     "every metric; optionally their learning curves as a PNG.")
+    parser = argparse.ArgumentParser(
+        prog="stw compare",
+        description="Runs side by side: the params that differ and "
+        "every metric; optionally their learning curves as a PNG.",
+    )
     parser.add_argument("run_ids", nargs="+", metavar="RUN_ID")
-    parser.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="also draw the runs' train and val loss curves")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    parser.add_argument(
+        "--plot", type=Path, default=None, metavar="FILE.png", help="also draw the runs' train and val loss curves"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
+    )
     args = parser.parse_args(argv)
     if len(args.run_ids) < 2:
         parser.error("give two or more run IDs")

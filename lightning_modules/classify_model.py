@@ -33,9 +33,18 @@ class Classifier(nn.Module):
         frame_cnn: the per-frame CNN of the frames stem; None takes the defaults (unused for other inputs).
     """
 
-    def __init__(self, family: str, family_config: FamilyConfig | dict[str, Any] | None = None, *,
-                 spec: dict[str, Any], embed_dim: int, embed_dropout: float = 0.0, pooling: Pooling = "mean",
-                 head_dropout: float = 0.0, frame_cnn: FrameCNNOptions | None = None) -> None:
+    def __init__(
+        self,
+        family: str,
+        family_config: FamilyConfig | dict[str, Any] | None = None,
+        *,
+        spec: dict[str, Any],
+        embed_dim: int,
+        embed_dropout: float = 0.0,
+        pooling: Pooling = "mean",
+        head_dropout: float = 0.0,
+        frame_cnn: FrameCNNOptions | None = None,
+    ) -> None:
         super().__init__()
         self.stem = build_stem(spec, embed_dim, embed_dropout, reads=family_of(family).input, frame_cnn=frame_cnn)
         self.encoder = build_encoder(family, family_config, in_dim=self.stem.out_dim, seq_len=self.stem.seq_len)

@@ -23,7 +23,12 @@ from experiments.config import config_from_dict
 from experiments.tracking import default_tracking_uri
 
 TOOL = "st-workbench"
-CONFIG, FINGERPRINT, PREPROCESSING, CHECKPOINT = "config.yaml", "fingerprint.json", "preprocessing.json", "checkpoints/best.ckpt"
+CONFIG, FINGERPRINT, PREPROCESSING, CHECKPOINT = (
+    "config.yaml",
+    "fingerprint.json",
+    "preprocessing.json",
+    "checkpoints/best.ckpt",
+)
 PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 # Metrics a finished run logs once, after testing (the per-epoch train_*/val_* curves are not among them).
 FINAL_METRIC_PREFIXES = ("test_", "baseline_", "skill")
@@ -82,8 +87,10 @@ class StoredRun:
         present = {item.path for folder in folders for item in self.client.list_artifacts(self.run_id, folder)}
         missing = [name for name in names if name not in present]
         if missing:
-            raise RunError(f"run {self.run_id} has no {', '.join(missing)} artifact{'s' * (len(missing) > 1)}"
-                           f" (status {self.run.info.status}){self._why_incomplete()}")
+            raise RunError(
+                f"run {self.run_id} has no {', '.join(missing)} artifact{'s' * (len(missing) > 1)}"
+                f" (status {self.run.info.status}){self._why_incomplete()}"
+            )
 
     def _why_incomplete(self) -> str:
         if self.tags.get("stw.role") == "sweep":
@@ -130,12 +137,18 @@ def fetch_run(run_id: str, tracking_uri: str | None = None) -> StoredRun:
         run = client.get_run(run_id)
     except MlflowException as error:
         if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise RunError(f"no run {run_id!r} in {uri}; list the runs there with `stw runs --tracking-uri {uri}`") from None
+            raise RunError(
+                f"no run {run_id!r} in {uri}; list the runs there with `stw runs --tracking-uri {uri}`"
+            ) from None
         raise RunError(f"cannot read run {run_id!r} from {uri}: {error.message}") from None
     if run.info.lifecycle_stage == "deleted":
-        raise RunError(f"run {run_id} in {uri} is deleted; restore it with `mlflow runs restore --run-id {run_id}` "
-                       "or choose another run")
+        raise RunError(
+            f"run {run_id} in {uri} is deleted; restore it with `mlflow runs restore --run-id {run_id}` "
+            "or choose another run"
+        )
     if run.data.tags.get("stw.tool") != TOOL:
-        raise RunError(f"run {run_id} in {uri} was not made by st-workbench (it has no stw.tool tag), so its config "
-                       "and artifacts are not in the form stw rebuilds runs from")
+        raise RunError(
+            f"run {run_id} in {uri} was not made by st-workbench (it has no stw.tool tag), so its config "
+            "and artifacts are not in the form stw rebuilds runs from"
+        )
     return StoredRun(client, run, uri)

@@ -46,20 +46,27 @@ class RevIN(nn.Module):
         return y * std + mean
 
 
-def check_targets(n_inputs: int, n_targets: int, target_index: list[int] | None, revin: bool,
-                  channel_independent: bool) -> None:
+def check_targets(
+    n_inputs: int, n_targets: int, target_index: list[int] | None, revin: bool, channel_independent: bool
+) -> None:
     """Reject option combinations that cannot forecast the targets, saying which option to change."""
     in_range = target_index is not None and all(0 <= i < n_inputs for i in target_index)
     if target_index is not None and (len(target_index) != n_targets or not in_range):
-        raise ValueError(f"target_index {target_index} must list {n_targets} target positions among the "
-                         f"{n_inputs} inputs (0..{n_inputs - 1})")
+        raise ValueError(
+            f"target_index {target_index} must list {n_targets} target positions among the "
+            f"{n_inputs} inputs (0..{n_inputs - 1})"
+        )
     if revin and target_index is None:
-        raise ValueError("revin denormalises forecasts with the target channels' statistics, so it needs target_index "
-                         "(the targets' positions among the inputs); turn revin off for targets that are not inputs")
+        raise ValueError(
+            "revin denormalises forecasts with the target channels' statistics, so it needs target_index "
+            "(the targets' positions among the inputs); turn revin off for targets that are not inputs"
+        )
     if channel_independent and (target_index is None or list(target_index) != list(range(n_inputs))):
-        raise ValueError(f"channel_independent forecasts every input channel from its own past, so the targets must be "
-                         f"exactly the inputs in order (n_targets == n_inputs == {n_inputs}, target_index == "
-                         f"{list(range(n_inputs))}); got n_targets={n_targets}, target_index={target_index}")
+        raise ValueError(
+            f"channel_independent forecasts every input channel from its own past, so the targets must be "
+            f"exactly the inputs in order (n_targets == n_inputs == {n_inputs}, target_index == "
+            f"{list(range(n_inputs))}); got n_targets={n_targets}, target_index={target_index}"
+        )
 
 
 SUMMARIES: dict[str, Callable[[Tensor], Tensor]] = {
@@ -90,10 +97,22 @@ class Forecaster(nn.Module):
             width 128 would otherwise need a 44M-weight head).
     """
 
-    def __init__(self, family: str, family_config: FamilyConfig | dict[str, Any] | None = None, *, n_inputs: int,
-                 n_targets: int, lookback: int, horizon: int, target_index: list[int] | None = None,
-                 revin: bool = False, revin_affine: bool = False, channel_independent: bool = False,
-                 stem_dim: int | None = None, head: Literal["flatten", "last", "mean"] = "flatten") -> None:
+    def __init__(
+        self,
+        family: str,
+        family_config: FamilyConfig | dict[str, Any] | None = None,
+        *,
+        n_inputs: int,
+        n_targets: int,
+        lookback: int,
+        horizon: int,
+        target_index: list[int] | None = None,
+        revin: bool = False,
+        revin_affine: bool = False,
+        channel_independent: bool = False,
+        stem_dim: int | None = None,
+        head: Literal["flatten", "last", "mean"] = "flatten",
+    ) -> None:
         super().__init__()
         check_targets(n_inputs, n_targets, target_index, revin, channel_independent)
         self.horizon, self.channel_independent = horizon, channel_independent

@@ -23,7 +23,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from lightning_modules.classifier import Classifier
+from lightning_modules.classify_model import Classifier
 from lightning_modules.epoch_losses import EpochLosses
 from lightning_modules.frame_cnn import FrameCNNOptions, FramePooling
 from lightning_modules.heads import Pooling
@@ -77,9 +77,11 @@ def class_weights(class_weighting: str, spec: dict[str, Any]) -> Tensor | None:
         return None
     counts = torch.tensor(spec["class_counts"], dtype=torch.float64)
     if (counts == 0).any():
-        empty = [name for name, count in zip(spec["class_names"], spec["class_counts"]) if count == 0]
-        raise ValueError(f"classes {empty} have no training item, so inverse class weights are infinite; "
-                         "use task.class_weighting=none or add training items of those classes")
+        empty = [name for name, count in zip(spec["class_names"], spec["class_counts"], strict=False) if count == 0]
+        raise ValueError(
+            f"classes {empty} have no training item, so inverse class weights are infinite; "
+            "use task.class_weighting=none or add training items of those classes"
+        )
     return (counts.sum() / (len(counts) * counts)).float()
 
 
@@ -129,7 +131,9 @@ def per_class_scores(scores: dict[str, Tensor], class_names: list[str]) -> dict[
     for key, value in scores.items():
         if key.endswith("_per_class"):
             base = key.removesuffix("_per_class")
-            out.update({f"{base}_{metric_suffix(name)}": score for name, score in zip(class_names, value)})
+            out.update(
+                {f"{base}_{metric_suffix(name)}": score for name, score in zip(class_names, value, strict=False)}
+            )
         else:
             out[key] = value
     return out
@@ -171,12 +175,18 @@ class ClassificationModule(pl.LightningModule):
         self.task, self.optim = task, OptimConfig(**config["optim"])
         model_cfg = {k: v for k, v in config["model"].items() if k != "family"}
         self.model = Classifier(
-            config["model"]["family"], model_cfg, spec=spec, embed_dim=task.embed_dim,
-            embed_dropout=task.embed_dropout, pooling=task.pooling, head_dropout=task.head_dropout,
+            config["model"]["family"],
+            model_cfg,
+            spec=spec,
+            embed_dim=task.embed_dim,
+            embed_dropout=task.embed_dropout,
+            pooling=task.pooling,
+            head_dropout=task.head_dropout,
             frame_cnn=task.frame_cnn,
         )
-        self.loss_fn = nn.CrossEntropyLoss(weight=class_weights(task.class_weighting, spec),
-                                           label_smoothing=task.label_smoothing)
+        self.loss_fn = nn.CrossEntropyLoss(
+            weight=class_weights(task.class_weighting, spec), label_smoothing=task.label_smoothing
+        )
         self.num_classes, self.class_names = spec["num_classes"], list(spec["class_names"])
         self.losses = EpochLosses()
         self.val_metrics = classification_metrics("val_", self.num_classes, VAL_METRICS)
@@ -232,7 +242,7 @@ class ClassificationModule(pl.LightningModule):
         self.log_dict(scores)
         self.test_metrics.reset()
         self.baseline_metrics.reset()
-        probs, labels = zip(*self._test_batches)
+        probs, labels = zip(*self._test_batches, strict=False)
         self.test_predictions = Predictions(torch.cat(probs), torch.cat(labels))
         self._test_batches = []
 

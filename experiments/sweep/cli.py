@@ -10,9 +10,9 @@ import yaml
 from datamodules import dataset_class
 from experiments import tracking
 from experiments.config import ConfigError, config_from_dict
-from experiments.search_space import deep_merge, load_space, nest
-from experiments.sweep import SWEEP_DEFAULTS, SweepPlan, default_storage, run_sweep
-from experiments.sweep_report import summary_text
+from experiments.sweep.driver import SWEEP_DEFAULTS, SweepPlan, default_storage, run_sweep
+from experiments.sweep.report import summary_text
+from experiments.sweep.space import deep_merge, load_space, nest
 from lightning_modules import TASKS
 
 EPILOG = """examples:
@@ -30,29 +30,62 @@ on each machine; Optuna hands every process distinct trials.
 
 def sweep_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="stw sweep", description="Optuna sweep over model families and their knobs; every trial is a nested "
-        "MLflow run holding everything a `stw train` run holds.", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="stw sweep",
+        description="Optuna sweep over model families and their knobs; every trial is a nested "
+        "MLflow run holding everything a `stw train` run holds.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--data", default="ett", help="registered dataset (default: ett)")
-    parser.add_argument("--families", default=None,
-                        help="comma-separated families the study chooses among (default: linear,cnn,rnn,transformer,"
-                        "cnn_rnn_transformer for forecasting; the same without linear for classification)")
-    parser.add_argument("--trials", type=int, default=6,
-                        help="the study's target of finished (complete or pruned) trials; a resumed study runs the rest (default: %(default)s)")
+    parser.add_argument(
+        "--families",
+        default=None,
+        help="comma-separated families the study chooses among (default: linear,cnn,rnn,transformer,"
+        "cnn_rnn_transformer for forecasting; the same without linear for classification)",
+    )
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=6,
+        help="the study's target of finished (complete or pruned) trials; a resumed study runs the rest (default: %(default)s)",
+    )
     parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
-    parser.add_argument("--study", default=None, help="study name; an existing name resumes it (default: <data>-<time>)")
-    parser.add_argument("--storage", default=None,
-                        help="Optuna storage URL (default: sqlite:///mlruns/optuna.db); postgresql://... for several "
-                        "machines; a file path ending in .log for a journal file")
+    parser.add_argument(
+        "--study", default=None, help="study name; an existing name resumes it (default: <data>-<time>)"
+    )
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage URL (default: sqlite:///mlruns/optuna.db); postgresql://... for several "
+        "machines; a file path ending in .log for a journal file",
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default: 1)")
     parser.add_argument("--sampler", choices=["tpe", "random", "cmaes"], default="tpe")
     parser.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
-    parser.add_argument("--metric", default=None, help="validation metric to optimise (default: val_mse for forecasting, val_f1 for classification)")
+    parser.add_argument(
+        "--metric",
+        default=None,
+        help="validation metric to optimise (default: val_mse for forecasting, val_f1 for classification)",
+    )
     parser.add_argument("--config", type=Path, default=None, help="base run config (YAML) every trial starts from")
-    parser.add_argument("--space", type=Path, default=None, help="search-space YAML merged over the default (see experiments/configs/search_space.yaml)")
+    parser.add_argument(
+        "--space",
+        type=Path,
+        default=None,
+        help="search-space YAML merged over the default (see experiments/sweep/search_space.yaml)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampler seed")
-    parser.add_argument("--heartbeat", type=int, default=10, help="seconds between trial heartbeats; a trial silent for 3 beats is failed and retried")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    parser.add_argument(
+        "--heartbeat",
+        type=int,
+        default=10,
+        help="seconds between trial heartbeats; a trial silent for 3 beats is failed and retried",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="fixed config values for every trial")
     return parser
@@ -70,7 +103,9 @@ def _overrides(words: list[str]) -> dict[str, Any]:
 
 def build_plan(args: argparse.Namespace) -> SweepPlan:
     task = TASKS[dataset_class(args.data).task]
-    families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else list(task.sweep_families)
+    families = (
+        [f.strip() for f in args.families.split(",") if f.strip()] if args.families else list(task.sweep_families)
+    )
     fixed = _overrides(args.overrides)
     base_file = yaml.safe_load(args.config.read_text()) if args.config else {}
     base = deep_merge(deep_merge(SWEEP_DEFAULTS, base_file or {}), nest({**fixed, "data.name": args.data}))
@@ -78,11 +113,23 @@ def build_plan(args: argparse.Namespace) -> SweepPlan:
         config_from_dict(deep_merge(base, {"model": {"family": family}}))
     metric = args.metric or task.sweep_metric
     return SweepPlan(
-        data=args.data, families=families, trials=args.trials, timeout=args.timeout,
+        data=args.data,
+        families=families,
+        trials=args.trials,
+        timeout=args.timeout,
         study=args.study or f"{args.data}-{time.strftime('%Y%m%d-%H%M%S')}",
-        storage=args.storage or default_storage(), tracking_uri=tracking.default_tracking_uri(args.tracking_uri),
-        sampler=args.sampler, pruner=args.pruner, metric=metric, base=base, space=load_space(args.space),
-        fixed=sorted(fixed), seed=args.seed, heartbeat=args.heartbeat, workers=args.workers, quiet=args.quiet,
+        storage=args.storage or default_storage(),
+        tracking_uri=tracking.default_tracking_uri(args.tracking_uri),
+        sampler=args.sampler,
+        pruner=args.pruner,
+        metric=metric,
+        base=base,
+        space=load_space(args.space),
+        fixed=sorted(fixed),
+        seed=args.seed,
+        heartbeat=args.heartbeat,
+        workers=args.workers,
+        quiet=args.quiet,
     )
 
 
@@ -93,10 +140,17 @@ def sweep_main(argv: list[str]) -> int:
 
     args.quiet = args.quiet or is_quiet()
     plan = build_plan(args)
-    print(f"study {plan.study} on {plan.data}: {plan.trials} trials over {', '.join(plan.families)}; "
-          f"optimising {plan.metric} (storage {plan.storage})", flush=True)
+    print(
+        f"study {plan.study} on {plan.data}: {plan.trials} trials over {', '.join(plan.families)}; "
+        f"optimising {plan.metric} (storage {plan.storage})",
+        flush=True,
+    )
     study, parent = run_sweep(plan)
-    ui = "stw ui" + (f" --tracking-uri {plan.tracking_uri}" if plan.tracking_uri != tracking.default_tracking_uri() else "")
+    ui = "stw ui" + (
+        f" --tracking-uri {plan.tracking_uri}" if plan.tracking_uri != tracking.default_tracking_uri() else ""
+    )
     print(summary_text(study, plan, ui))
-    print(f"sweep parent run: {parent}; resume or extend with: stw sweep --data {plan.data} --study {plan.study} --trials N")
+    print(
+        f"sweep parent run: {parent}; resume or extend with: stw sweep --data {plan.data} --study {plan.study} --trials N"
+    )
     return 0

@@ -1,6 +1,6 @@
 """The LightningModule that trains a Forecaster and scores it beside naive baselines."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -10,7 +10,7 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
 from lightning_modules.baselines import naive_forecasts
 from lightning_modules.epoch_losses import EpochLosses
-from lightning_modules.forecaster import Forecaster
+from lightning_modules.forecast_model import Forecaster
 from lightning_modules.optim import OptimConfig, configure_optimizers
 
 
@@ -61,12 +61,21 @@ class ForecastingModule(pl.LightningModule):
         self.task, self.optim = task, OptimConfig(**config["optim"])
         model_cfg = {k: v for k, v in config["model"].items() if k != "family"}
         self.model = Forecaster(
-            family=config["model"]["family"], family_config=model_cfg,
-            n_inputs=spec["n_inputs"], n_targets=spec["n_targets"], lookback=spec["lookback"], horizon=spec["horizon"],
-            target_index=spec["target_index"], revin=task.revin, channel_independent=task.channel_independent,
-            stem_dim=task.stem_dim, head=task.head,
+            family=config["model"]["family"],
+            family_config=model_cfg,
+            n_inputs=spec["n_inputs"],
+            n_targets=spec["n_targets"],
+            lookback=spec["lookback"],
+            horizon=spec["horizon"],
+            target_index=spec["target_index"],
+            revin=task.revin,
+            channel_independent=task.channel_independent,
+            stem_dim=task.stem_dim,
+            head=task.head,
         )
-        self.loss_fn = {"mse": nn.MSELoss(), "mae": nn.L1Loss(), "huber": nn.HuberLoss(delta=task.huber_delta)}[task.loss]
+        self.loss_fn = {"mse": nn.MSELoss(), "mae": nn.L1Loss(), "huber": nn.HuberLoss(delta=task.huber_delta)}[
+            task.loss
+        ]
         self.losses = EpochLosses()
         self.val_metrics, self.test_metrics = forecast_metrics("val_"), forecast_metrics("test_")
         self.target_index = spec["target_index"]

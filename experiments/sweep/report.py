@@ -13,14 +13,22 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 PLOTS = {
-    "optimization_history": (optuna.visualization.plot_optimization_history,
-                             optuna.visualization.matplotlib.plot_optimization_history),
-    "param_importances": (optuna.visualization.plot_param_importances,
-                          optuna.visualization.matplotlib.plot_param_importances),
-    "parallel_coordinate": (optuna.visualization.plot_parallel_coordinate,
-                            optuna.visualization.matplotlib.plot_parallel_coordinate),
-    "intermediate_values": (optuna.visualization.plot_intermediate_values,
-                            optuna.visualization.matplotlib.plot_intermediate_values),
+    "optimization_history": (
+        optuna.visualization.plot_optimization_history,
+        optuna.visualization.matplotlib.plot_optimization_history,
+    ),
+    "param_importances": (
+        optuna.visualization.plot_param_importances,
+        optuna.visualization.matplotlib.plot_param_importances,
+    ),
+    "parallel_coordinate": (
+        optuna.visualization.plot_parallel_coordinate,
+        optuna.visualization.matplotlib.plot_parallel_coordinate,
+    ),
+    "intermediate_values": (
+        optuna.visualization.plot_intermediate_values,
+        optuna.visualization.matplotlib.plot_intermediate_values,
+    ),
 }
 
 
@@ -28,14 +36,24 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, family, objective, test metrics, duration, MLflow run ID."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
-        duration = (trial.datetime_complete - trial.datetime_start).total_seconds() \
-            if trial.datetime_complete and trial.datetime_start else None
-        rows.append({
-            "trial": trial.number, "state": trial.state.name, "family": trial.params.get("family"),
-            "value": trial.value, "test_mse": trial.user_attrs.get("test_mse"),
-            "skill_vs_naive": trial.user_attrs.get("skill_vs_naive"), "seconds": duration,
-            "run_id": trial.user_attrs.get("mlflow_run_id"), "error": trial.user_attrs.get("error"),
-        })
+        duration = (
+            (trial.datetime_complete - trial.datetime_start).total_seconds()
+            if trial.datetime_complete and trial.datetime_start
+            else None
+        )
+        rows.append(
+            {
+                "trial": trial.number,
+                "state": trial.state.name,
+                "family": trial.params.get("family"),
+                "value": trial.value,
+                "test_mse": trial.user_attrs.get("test_mse"),
+                "skill_vs_naive": trial.user_attrs.get("skill_vs_naive"),
+                "seconds": duration,
+                "run_id": trial.user_attrs.get("mlflow_run_id"),
+                "error": trial.user_attrs.get("error"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -90,8 +108,12 @@ def report_sweep(client: MlflowClient, plan: Any, study: optuna.Study) -> None:
 def summary_text(study: optuna.Study, plan: Any, ui_command: str) -> str:
     """The closing terminal summary: every trial, then the best one against the naive baseline."""
     table = trials_table(study)
-    lines = [f"study {plan.study}: {len(table)} trials "
-             + ", ".join(f"{n} {s.lower()}" for s, n in table["state"].value_counts().items()) if len(table) else "no trials"]
+    lines = [
+        f"study {plan.study}: {len(table)} trials "
+        + ", ".join(f"{n} {s.lower()}" for s, n in table["state"].value_counts().items())
+        if len(table)
+        else "no trials"
+    ]
     if len(table):
         shown = table.drop(columns=["error"]).sort_values("value", ascending=study.direction.name == "MINIMIZE")
         lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -102,8 +124,10 @@ def summary_text(study: optuna.Study, plan: Any, ui_command: str) -> str:
         lines.append(f"\nbest trial #{best.number} ({best.params.get('family')}): {plan.metric} = {best.value:.4f}")
         lines.append(f"  MLflow run: {attrs.get('mlflow_run_id')}")
         if "test_mse" in attrs and "baseline_last_mse" in attrs:
-            lines.append(f"  test_mse {attrs['test_mse']:.4f} vs naive (repeat last) {attrs['baseline_last_mse']:.4f}: "
-                         f"skill {attrs.get('skill_vs_naive', float('nan')):+.3f}")
+            lines.append(
+                f"  test_mse {attrs['test_mse']:.4f} vs naive (repeat last) {attrs['baseline_last_mse']:.4f}: "
+                f"skill {attrs.get('skill_vs_naive', float('nan')):+.3f}"
+            )
         for key in ("test_acc", "baseline_majority_acc"):
             if key in attrs:
                 lines.append(f"  {key} {attrs[key]:.4f}")

@@ -7,7 +7,7 @@ from typing import Any
 import optuna
 import yaml
 
-DEFAULT_SPACE = Path(__file__).parent / "configs" / "search_space.yaml"
+DEFAULT_SPACE = Path(__file__).parent / "search_space.yaml"
 Space = dict[str, Any]
 
 
@@ -35,7 +35,12 @@ def knobs_for(space: Space, data: str, family: str, fixed: set[str]) -> dict[str
     """
     dataset = dict(space.get("datasets", {}).get(data, {}))
     per_family = dataset.pop("families", {})
-    knobs = {**space.get("shared", {}), **dataset, **space.get("families", {}).get(family, {}), **per_family.get(family, {})}
+    knobs = {
+        **space.get("shared", {}),
+        **dataset,
+        **space.get("families", {}).get(family, {}),
+        **per_family.get(family, {}),
+    }
     return {path: dist for path, dist in knobs.items() if path not in fixed}
 
 
@@ -58,8 +63,10 @@ def sample_overrides(trial: optuna.Trial, space: Space, data: str, family: str, 
     """Flat {config path: value} for one trial."""
     dataset_families = space.get("datasets", {}).get(data, {}).get("families", {})
     family_paths = set(space.get("families", {}).get(family, {})) | set(dataset_families.get(family, {}))
-    return {path: suggest(trial, path, dist, family, path in family_paths)
-            for path, dist in knobs_for(space, data, family, fixed).items()}
+    return {
+        path: suggest(trial, path, dist, family, path in family_paths)
+        for path, dist in knobs_for(space, data, family, fixed).items()
+    }
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from typing import Any
 
 import optuna
 import torch
-from optuna.exceptions import ExperimentalWarning
 from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
+from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
@@ -24,8 +24,8 @@ from optuna_integration import PyTorchLightningPruningCallback
 from experiments import tracking
 from experiments.config import config_from_dict, datamodule_for, metric_mode
 from experiments.interrupts import stop_like_ctrl_c
-from experiments.search_space import deep_merge, nest, sample_overrides
-from experiments.sweep_report import report_sweep
+from experiments.sweep.report import report_sweep
+from experiments.sweep.space import deep_merge, nest, sample_overrides
 from experiments.train import run_training
 
 # Heartbeats and the retry callback are marked experimental in Optuna 5; they are what crash-safety rests on.
@@ -70,29 +70,43 @@ def make_storage(plan: SweepPlan) -> optuna.storages.BaseStorage | str:
     if not plan.storage.startswith(("sqlite", "postgresql", "mysql")):
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(plan.storage))
     engine = {"connect_args": {"timeout": 60}} if plan.storage.startswith("sqlite") else None
-    return RDBStorage(plan.storage, engine_kwargs=engine, heartbeat_interval=plan.heartbeat, grace_period=3 * plan.heartbeat,
-                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+    return RDBStorage(
+        plan.storage,
+        engine_kwargs=engine,
+        heartbeat_interval=plan.heartbeat,
+        grace_period=3 * plan.heartbeat,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+    )
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-                "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-                "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)}
+    samplers = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
+    }
     return samplers[name]()
 
 
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
-    pruners = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-               "hyperband": lambda: optuna.pruners.HyperbandPruner(),
-               "none": lambda: optuna.pruners.NopPruner()}
+    pruners = {
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(),
+        "none": lambda: optuna.pruners.NopPruner(),
+    }
     return pruners[name]()
 
 
 def open_study(plan: SweepPlan) -> optuna.Study:
     direction = "maximize" if metric_mode(plan.metric) == "max" else "minimize"
-    return optuna.create_study(storage=make_storage(plan), study_name=plan.study, direction=direction,
-                               sampler=make_sampler(plan.sampler, plan.seed), pruner=make_pruner(plan.pruner),
-                               load_if_exists=True)
+    return optuna.create_study(
+        storage=make_storage(plan),
+        study_name=plan.study,
+        direction=direction,
+        sampler=make_sampler(plan.sampler, plan.seed),
+        pruner=make_pruner(plan.pruner),
+        load_if_exists=True,
+    )
 
 
 class LinkTrialToRun(Callback):
@@ -119,16 +133,28 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         plan = self.plan
-        tags = {"stw.study": plan.study, "stw.trial_number": str(trial.number), "stw.trial_state": "RUNNING",
-                "stw.role": "trial", **plan.extra_tags}
+        tags = {
+            "stw.study": plan.study,
+            "stw.trial_number": str(trial.number),
+            "stw.trial_state": "RUNNING",
+            "stw.role": "trial",
+            **plan.extra_tags,
+        }
         callbacks: list[Callback] = [LinkTrialToRun(trial)]
         if plan.pruner != "none":
             callbacks.append(PyTorchLightningPruningCallback(trial, monitor=plan.metric))
         try:
             config = trial_config(plan, trial)
-            result = run_training(config, plan.tracking_uri, quiet=True, parent_run_id=plan.parent_run_id,
-                                  callbacks=tuple(callbacks), tags=tags, finished_on=(optuna.TrialPruned,),
-                                  run_name=f"trial-{trial.number}-{config['model']['family']}")
+            result = run_training(
+                config,
+                plan.tracking_uri,
+                quiet=True,
+                parent_run_id=plan.parent_run_id,
+                callbacks=tuple(callbacks),
+                tags=tags,
+                finished_on=(optuna.TrialPruned,),
+                run_name=f"trial-{trial.number}-{config['model']['family']}",
+            )
         except optuna.TrialPruned:
             self._mark(trial, "PRUNED")
             raise
@@ -153,9 +179,12 @@ def _run_of_trial(client: MlflowClient, plan: SweepPlan, number: int) -> str | N
     experiment = client.get_experiment_by_name(plan.data)
     if experiment is None:
         return None
-    runs = client.search_runs([experiment.experiment_id],
-                              f"tags.`stw.study` = '{plan.study}' and tags.`stw.trial_number` = '{number}'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`stw.study` = '{plan.study}' and tags.`stw.trial_number` = '{number}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     return runs[0].info.run_id if runs else None
 
 
@@ -165,8 +194,13 @@ def run_worker(plan: SweepPlan, n_trials: int, worker: int) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(plan)
-    study.optimize(Objective(plan), n_trials=n_trials, timeout=plan.timeout, catch=(Exception,),
-                   show_progress_bar=(worker == 0 and not plan.quiet))
+    study.optimize(
+        Objective(plan),
+        n_trials=n_trials,
+        timeout=plan.timeout,
+        catch=(Exception,),
+        show_progress_bar=(worker == 0 and not plan.quiet),
+    )
 
 
 def close_orphaned_runs(client: MlflowClient, plan: SweepPlan, study: optuna.Study) -> int:
@@ -175,9 +209,14 @@ def close_orphaned_runs(client: MlflowClient, plan: SweepPlan, study: optuna.Stu
     if experiment is None:
         return 0
     running_trials = {str(t.number) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    orphans = [run for run in client.search_runs(
-        [experiment.experiment_id], f"tags.`stw.study` = '{plan.study}' and tags.`stw.role` = 'trial' and attributes.status = 'RUNNING'")
-        if run.data.tags.get("stw.trial_number") not in running_trials]
+    orphans = [
+        run
+        for run in client.search_runs(
+            [experiment.experiment_id],
+            f"tags.`stw.study` = '{plan.study}' and tags.`stw.role` = 'trial' and attributes.status = 'RUNNING'",
+        )
+        if run.data.tags.get("stw.trial_number") not in running_trials
+    ]
     for run in orphans:
         client.set_tag(run.info.run_id, "stw.trial_state", "FAIL")
         client.set_tag(run.info.run_id, "stw.error", "the sweep process was killed during this trial")
@@ -192,8 +231,11 @@ def run_workers(plan: SweepPlan, n_trials: int) -> None:
         run_worker(plan, shares[0], 0)
         return
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch/SQLite state
-    processes = [context.Process(target=run_worker, args=(plan, share, i), name=f"stw-sweep-worker-{i}")
-                 for i, share in enumerate(shares) if share > 0]
+    processes = [
+        context.Process(target=run_worker, args=(plan, share, i), name=f"stw-sweep-worker-{i}")
+        for i, share in enumerate(shares)
+        if share > 0
+    ]
     for process in processes:
         process.start()
         time.sleep(0.5)  # stagger study creation on a fresh storage
@@ -212,8 +254,12 @@ def run_workers(plan: SweepPlan, n_trials: int) -> None:
 
 def _parent_run(client: MlflowClient, plan: SweepPlan, experiment_id: str, tags: dict[str, str]) -> str:
     """The study's parent run: reopened when the study is resumed, else created."""
-    existing = client.search_runs([experiment_id], f"tags.`stw.study` = '{plan.study}' and tags.`stw.role` = 'sweep'",
-                                  order_by=["attributes.start_time ASC"], max_results=1)
+    existing = client.search_runs(
+        [experiment_id],
+        f"tags.`stw.study` = '{plan.study}' and tags.`stw.role` = 'sweep'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
     if existing:
         run_id = existing[0].info.run_id
         client.update_run(run_id, status="RUNNING")
@@ -222,11 +268,22 @@ def _parent_run(client: MlflowClient, plan: SweepPlan, experiment_id: str, tags:
 
 
 def sweep_tags(plan: SweepPlan, fingerprint: str) -> dict[str, str]:
-    return {"stw.tool": "st-workbench", "stw.role": "sweep", "stw.study": plan.study, "stw.storage": plan.storage,
-            "stw.sampler": plan.sampler, "stw.pruner": plan.pruner, "stw.metric": plan.metric,
-            "stw.families": ",".join(plan.families), "stw.data": plan.data, "stw.data_fingerprint": fingerprint,
-            "stw.command": tracking.command_line(), **tracking.git_state(), **tracking.package_versions(),
-            **plan.extra_tags}
+    return {
+        "stw.tool": "st-workbench",
+        "stw.role": "sweep",
+        "stw.study": plan.study,
+        "stw.storage": plan.storage,
+        "stw.sampler": plan.sampler,
+        "stw.pruner": plan.pruner,
+        "stw.metric": plan.metric,
+        "stw.families": ",".join(plan.families),
+        "stw.data": plan.data,
+        "stw.data_fingerprint": fingerprint,
+        "stw.command": tracking.command_line(),
+        **tracking.git_state(),
+        **tracking.package_versions(),
+        **plan.extra_tags,
+    }
 
 
 def run_sweep(plan: SweepPlan) -> tuple[optuna.Study, str]:
