@@ -14,7 +14,7 @@ import pandas as pd
 
 from datamodules import register_dataset
 from datamodules.download import Source
-from datamodules.errors import DataError
+from datamodules.errors import ConfigError, DataError
 from datamodules.paths import data_root
 from datamodules.timeseries import WindowedSeriesDataModule, WindowOptions, dated_values, read_text_table
 
@@ -53,9 +53,9 @@ class EttOptions(WindowOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
+            raise ConfigError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
         if self.target not in CHANNELS:
-            raise ValueError(f"target must be one of the channels {CHANNELS}, got {self.target!r}")
+            raise ConfigError(f"target must be one of the channels {CHANNELS}, got {self.target!r}")
 
 
 def read_frame(path: Path) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from datamodules import register_dataset
 from datamodules.download import Source
-from datamodules.errors import DataError
+from datamodules.errors import ConfigError, DataError
 from datamodules.paths import data_root
 from datamodules.timeseries import WindowedSeriesDataModule, WindowOptions, dated_values, file_line, read_text_table
 
@@ -91,13 +91,13 @@ class StockOptions(WindowOptions):
         super().__post_init__()
         names = self.ticker_names()
         if not names or len(set(names)) < len(names):
-            raise ValueError(f"give one or more distinct tickers (from tickers or file names of paths), got {names}")
+            raise ConfigError(f"give one or more distinct tickers (from tickers or file names of paths), got {names}")
         if self.target_ticker() not in names:
-            raise ValueError(f"target {self.target!r} is not one of the tickers {names}")
+            raise ConfigError(f"target {self.target!r} is not one of the tickers {names}")
         if self.target_kind not in TARGET_KINDS:
-            raise ValueError(f"target_kind must be one of {list(TARGET_KINDS)}, got {self.target_kind!r}")
+            raise ConfigError(f"target_kind must be one of {list(TARGET_KINDS)}, got {self.target_kind!r}")
         if not (self.train_fraction > 0 and self.val_fraction > 0 and self.train_fraction + self.val_fraction < 1):
-            raise ValueError(
+            raise ConfigError(
                 f"train_fraction {self.train_fraction} and val_fraction {self.val_fraction} must be positive "
                 "and leave a test part (sum below 1)"
             )

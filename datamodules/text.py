@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Weight
 
 from datamodules import register_dataset
 from datamodules.base import DataOptions, StwDataModule
-from datamodules.errors import DataError
+from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
 from datamodules.paths import data_root
 from datamodules.text_vocab import PAD_ID, SPECIAL_TOKENS, TextTokenizer, fit_tokenizer
@@ -83,15 +83,15 @@ class TextOptions(DataOptions):
         for option in fields(self):
             valid = get_args(option.type) if get_origin(option.type) is Literal else ()
             if valid and getattr(self, option.name) not in valid:
-                raise ValueError(
+                raise ConfigError(
                     f"data option {option.name}={getattr(self, option.name)!r}; choose one of: {', '.join(valid)}"
                 )
         if not (0 < self.val_fraction and 0 < self.test_fraction and self.val_fraction + self.test_fraction < 1):
-            raise ValueError(
+            raise ConfigError(
                 f"val_fraction={self.val_fraction} and test_fraction={self.test_fraction} must be > 0 and sum to < 1"
             )
         if self.vocab_size <= len(SPECIAL_TOKENS) or self.max_len < 1 or self.min_freq < 1:
-            raise ValueError(f"need vocab_size > {len(SPECIAL_TOKENS)}, max_len >= 1 and min_freq >= 1")
+            raise ConfigError(f"need vocab_size > {len(SPECIAL_TOKENS)}, max_len >= 1 and min_freq >= 1")
 
 
 def read_table(path: Path, options: TextOptions) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from datamodules.base import DataOptions, StwDataModule
 from datamodules.download import Source, ensure_file
-from datamodules.errors import DataError
+from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
 from datamodules.windows import WindowDataset
 
@@ -39,7 +39,7 @@ class WindowOptions(DataOptions):
 
     def __post_init__(self) -> None:
         if self.lookback < 1 or self.horizon < 1:
-            raise ValueError(f"lookback and horizon must be at least 1, got {self.lookback} and {self.horizon}")
+            raise ConfigError(f"lookback and horizon must be at least 1, got {self.lookback} and {self.horizon}")
 
 
 def file_line(row: int) -> int:

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from datamodules.errors import DataError
+
 
 class WindowDataset(Dataset):
     """Every stride-1 window of `inputs` (lookback rows) followed by `targets` (horizon rows).
@@ -22,7 +24,7 @@ class WindowDataset(Dataset):
         self.lookback, self.horizon = lookback, horizon
         self.n_windows = len(inputs) - lookback - horizon + 1
         if self.n_windows < 1:
-            raise ValueError(f"{len(inputs)} rows are too few for lookback {lookback} + horizon {horizon}")
+            raise DataError(f"{len(inputs)} rows are too few for lookback {lookback} + horizon {horizon}")
         self.x = inputs[: len(inputs) - horizon].unfold(0, lookback, 1)  # [N, C, L] view
         self.y = targets[lookback:].unfold(0, horizon, 1)  # [N, K, H] view
 

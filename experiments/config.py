@@ -16,6 +16,7 @@ import yaml
 from jsonargparse import ArgumentParser, Namespace
 
 from datamodules import DATASETS, StwDataModule, build_datamodule, dataset_class
+from datamodules.errors import ConfigError
 from lightning_modules import TASKS
 from lightning_modules.families import FAMILIES, resolve_family
 from lightning_modules.optim import OptimConfig
@@ -54,10 +55,6 @@ MAXIMIZED = ("acc", "f1", "mcc", "auroc", "precision", "recall", "skill")
 def metric_mode(name: str) -> str:
     """ "max" for scores where higher is better (accuracy, F1, ...), else "min" (losses, errors)."""
     return "max" if any(word in name for word in MAXIMIZED) else "min"
-
-
-class ConfigError(ValueError):
-    """A run config that cannot be built; the message says which key and what is valid."""
 
 
 def _names(argv: list[str], files: list[dict[str, Any]]) -> tuple[str, str]:

@@ -19,6 +19,7 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from datamodules.errors import RunError
 from experiments.config import config_from_dict
 from experiments.tracking import default_tracking_uri
 
@@ -32,10 +33,6 @@ CONFIG, FINGERPRINT, PREPROCESSING, CHECKPOINT = (
 PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 # Metrics a finished run logs once, after testing (the per-epoch train_*/val_* curves are not among them).
 FINAL_METRIC_PREFIXES = ("test_", "baseline_", "skill")
-
-
-class RunError(ValueError):
-    """A run that cannot be used for the command; the message says why and what to do instead."""
 
 
 def is_final_metric(name: str) -> bool:

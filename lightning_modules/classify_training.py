@@ -23,6 +23,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from datamodules.errors import ConfigError
 from lightning_modules.classify_model import Classifier
 from lightning_modules.epoch_losses import EpochLosses
 from lightning_modules.frame_cnn import FrameCNNOptions, FramePooling
@@ -78,7 +79,7 @@ def class_weights(class_weighting: str, spec: dict[str, Any]) -> Tensor | None:
     counts = torch.tensor(spec["class_counts"], dtype=torch.float64)
     if (counts == 0).any():
         empty = [name for name, count in zip(spec["class_names"], spec["class_counts"], strict=False) if count == 0]
-        raise ValueError(
+        raise ConfigError(
             f"classes {empty} have no training item, so inverse class weights are infinite; "
             "use task.class_weighting=none or add training items of those classes"
         )

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from datamodules.errors import ConfigError
 from lightning_modules.families import build_encoder
 from lightning_modules.families.base import FamilyConfig
 
@@ -52,17 +53,17 @@ def check_targets(
     """Reject option combinations that cannot forecast the targets, saying which option to change."""
     in_range = target_index is not None and all(0 <= i < n_inputs for i in target_index)
     if target_index is not None and (len(target_index) != n_targets or not in_range):
-        raise ValueError(
+        raise ConfigError(
             f"target_index {target_index} must list {n_targets} target positions among the "
             f"{n_inputs} inputs (0..{n_inputs - 1})"
         )
     if revin and target_index is None:
-        raise ValueError(
+        raise ConfigError(
             "revin denormalises forecasts with the target channels' statistics, so it needs target_index "
             "(the targets' positions among the inputs); turn revin off for targets that are not inputs"
         )
     if channel_independent and (target_index is None or list(target_index) != list(range(n_inputs))):
-        raise ValueError(
+        raise ConfigError(
             f"channel_independent forecasts every input channel from its own past, so the targets must be "
             f"exactly the inputs in order (n_targets == n_inputs == {n_inputs}, target_index == "
             f"{list(range(n_inputs))}); got n_targets={n_targets}, target_index={target_index}"

@@ -16,6 +16,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from datamodules.errors import ConfigError
+
 FramePooling = Literal["max", "avg", "attention", "flatten"]
 
 
@@ -78,11 +80,11 @@ class FrameCNN(nn.Module):
     def __init__(self, frame_shape: list[int], options: FrameCNNOptions) -> None:
         super().__init__()
         if options.layers < 1 or options.channels < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"task.frame_layers and task.frame_channels must be >= 1; got {options.layers}, {options.channels}"
             )
         if options.pooling not in SPATIAL_POOLINGS:
-            raise ValueError(f"task.frame_pooling={options.pooling!r}; choose one of: {', '.join(SPATIAL_POOLINGS)}")
+            raise ConfigError(f"task.frame_pooling={options.pooling!r}; choose one of: {', '.join(SPATIAL_POOLINGS)}")
         in_channels, height, width = frame_shape
         self.coords = options.coords
         blocks = []

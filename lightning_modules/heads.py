@@ -9,6 +9,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from datamodules.errors import ConfigError
+
 Pooling = Literal["last", "mean", "max", "attention"]
 
 
@@ -18,7 +20,7 @@ def real_steps(h: Tensor, mask: Tensor | None) -> Tensor:
         return torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
     if not mask.any(dim=1).all():
         # Only an encoder that pools time can do this; guessing a step would make the item's logits depend on its batch.
-        raise ValueError(
+        raise ConfigError(
             "an item has no real step left after the encoder: a cnn with pooling needs at least "
             "pool_size**num_layers steps per item; use model.pool=none or fewer layers for short inputs"
         )
@@ -79,7 +81,7 @@ class ClassificationHead(nn.Module):
     def __init__(self, dim: int, num_classes: int, pooling: Pooling, dropout: float) -> None:
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
+            raise ConfigError(f"unknown pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
         self.pool = POOLINGS[pooling](dim)
         self.dropout = nn.Dropout(dropout)
         self.classify = nn.Linear(dim, num_classes)

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from datamodules.errors import ConfigError
 from lightning_modules.frame_cnn import FrameCNN, FrameCNNOptions
 
 
@@ -101,11 +102,11 @@ def build_stem(
     kind = spec.get("input_kind")
     kinds = sorted({k for k, _ in STEMS})
     if kind not in kinds:
-        raise ValueError(f"no stem for input_kind {kind!r}; registered: {', '.join(kinds)}")
+        raise ConfigError(f"no stem for input_kind {kind!r}; registered: {', '.join(kinds)}")
     if (kind, reads) not in STEMS:
         givers = sorted(k for k, r in STEMS if r == reads)
         feeds = sorted(r for k, r in STEMS if k == kind)
-        raise ValueError(
+        raise ConfigError(
             f"the family reads {reads!r} input, which input_kind {', '.join(givers)} gives but {kind!r} "
             f"does not; choose a family that reads {' or '.join(map(repr, feeds))} "
             "(e.g. rnn, transformer, cnn_rnn_transformer)"

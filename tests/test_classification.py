@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from datamodules.errors import ConfigError
 from experiments.config import config_from_dict, parse_run_args, run_parser
 from experiments.sweep.space import knobs_for, load_space, nest
 from experiments.task_reports import TASK_REPORTS, classification_report
@@ -65,7 +66,9 @@ def test_every_variable_length_family_gives_one_row_of_logits_per_padded_token_s
 
 @pytest.mark.parametrize("family", FIXED_LENGTH_FAMILIES)
 def test_families_that_need_a_fixed_length_refuse_tokens_and_name_the_families_that_work(family: str) -> None:
-    with pytest.raises(ValueError, match=rf"the {family} family .* needs a fixed seq_len; use cnn, rnn or transformer"):
+    with pytest.raises(
+        ConfigError, match=rf"the {family} family .* needs a fixed seq_len; use cnn, rnn or transformer"
+    ):
         classifier(family)
 
 
@@ -118,7 +121,7 @@ def test_attention_pooling_gives_padded_steps_no_weight() -> None:
 
 def test_an_item_with_no_step_left_after_a_pooling_cnn_is_an_error_not_a_guess() -> None:
     model = classifier("cnn", {"pool": "max", "pool_size": 2, "num_layers": 2})
-    with pytest.raises(ValueError, match="no real step left after the encoder.*model.pool=none"):
+    with pytest.raises(ConfigError, match="no real step left after the encoder.*model.pool=none"):
         model(padded_ids([8, 3]))
 
 
@@ -138,7 +141,7 @@ def test_vector_stem_projects_per_step_features_and_lets_fixed_length_families_w
 
 def test_an_input_kind_without_a_stem_lists_the_registered_ones() -> None:
     assert sorted({kind for kind, _ in STEMS}) == ["frames", "tokens", "vectors"]
-    with pytest.raises(ValueError, match="no stem for input_kind 'audio'; registered: frames, tokens, vectors"):
+    with pytest.raises(ConfigError, match="no stem for input_kind 'audio'; registered: frames, tokens, vectors"):
         build_stem({"input_kind": "audio"}, dim=8, dropout=0.0)
 
 
@@ -193,7 +196,7 @@ def test_classify_task_is_registered_and_its_options_are_documented_cli_options(
     assert TASKS["classify"] is ClassificationModule and ClassificationModule.sweep_metric == "val_f1"
     assert run_config("task.pooling=max", "task.label_smoothing=0.1")["task"]["pooling"] == "max"
     assert "max-over-time" in run_parser("sms", "cnn").format_help()
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         run_config("task.pooling=median")
 
 

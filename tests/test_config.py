@@ -3,7 +3,8 @@
 import pytest
 import yaml
 
-from experiments.config import ConfigError, config_from_dict, dump_config, flatten, parse_run_args
+from datamodules.errors import ConfigError
+from experiments.config import config_from_dict, dump_config, flatten, parse_run_args
 from experiments.sweep.space import knobs_for, load_space, nest
 
 
@@ -32,7 +33,7 @@ def test_bad_value_is_an_error():
 
 
 def test_unknown_family_lists_the_registered_ones():
-    with pytest.raises(ValueError, match="choose one of:.*transformer"):
+    with pytest.raises(ConfigError, match="choose one of:.*transformer"):
         parse_run_args(["--model", "resnet"])
 
 

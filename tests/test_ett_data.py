@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from datamodules import build_datamodule
-from datamodules.errors import DataError
+from datamodules.errors import ConfigError, DataError
 from datamodules.ett import CHANNELS, EttDataModule, EttOptions, features_from_frame, read_frame
 
 
@@ -234,5 +234,5 @@ def test_a_changed_file_is_refused_when_download_checks_it(tmp_path: Path, small
 
 
 def test_unknown_target_channel_is_refused() -> None:
-    with pytest.raises(ValueError, match="target must be one of the channels"):
+    with pytest.raises(ConfigError, match="target must be one of the channels"):
         EttOptions(target="oil")

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from datamodules.errors import ConfigError
 from lightning_modules.families import FAMILIES, build_encoder, resolve_family
 from lightning_modules.families.cnn import CNNConfig
 from lightning_modules.families.hybrids import CNNRNNTransformerConfig
@@ -112,7 +113,7 @@ def test_values_at_padded_steps_never_change_real_outputs(variant: str) -> None:
 
 @pytest.mark.parametrize("name", ["linear", "mlp"])
 def test_fixed_window_families_refuse_variable_length_input(name: str) -> None:
-    with pytest.raises(ValueError, match="needs a fixed seq_len"):
+    with pytest.raises(ConfigError, match="needs a fixed seq_len"):
         build_encoder(name, None, in_dim=3, seq_len=None)
 
 
@@ -148,7 +149,7 @@ def test_lstm_and_gru_aliases_are_the_rnn_family_with_that_cell() -> None:
 
 
 def test_unknown_family_names_list_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="cnn_rnn_transformer.*lstm"):
+    with pytest.raises(ConfigError, match="cnn_rnn_transformer.*lstm"):
         build_encoder("lstn", None, in_dim=3, seq_len=10)
 
 
@@ -223,13 +224,13 @@ def test_decomposition_splits_each_channel_into_seasonal_plus_trend() -> None:
     ],
 )
 def test_invalid_configs_fail_at_construction_with_the_option_named(name, config, seq_len, message) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         build_encoder(name, config, in_dim=3, seq_len=seq_len)
 
 
 def test_learned_positions_refuse_inputs_longer_than_max_len() -> None:
     encoder = build_encoder("transformer", {"positional": "learned", "max_len": 8}, in_dim=3, seq_len=None)
-    with pytest.raises(ValueError, match="raise max_len"):
+    with pytest.raises(ConfigError, match="raise max_len"):
         encoder(torch.randn(1, 9, 3))
 
 

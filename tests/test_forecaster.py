@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from datamodules.errors import ConfigError
 from lightning_modules.families import FAMILIES
 from lightning_modules.forecast_model import Forecaster, RevIN
 
@@ -200,7 +201,7 @@ def test_channel_independent_forecasts_use_only_their_own_channel(family: str) -
     ],
 )
 def test_invalid_target_options_are_refused_with_the_reason(options: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         Forecaster("linear", None, n_inputs=3, lookback=10, horizon=2, **options)
 
 

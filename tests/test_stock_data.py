@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from datamodules import build_datamodule
-from datamodules.errors import DataError
+from datamodules.errors import ConfigError, DataError
 from datamodules.stock import StockDataModule, StockOptions, features_from_frames, read_frame
 
 
@@ -225,5 +225,5 @@ def test_unknown_ticker_without_a_file_says_where_to_put_it(tmp_path: Path) -> N
 
 
 def test_target_must_be_one_of_the_tickers() -> None:
-    with pytest.raises(ValueError, match="target 'ko' is not one of the tickers"):
+    with pytest.raises(ConfigError, match="target 'ko' is not one of the tickers"):
         StockOptions(tickers=["spy", "aapl"], target="ko")

@@ -11,7 +11,7 @@ import torch
 from jsonargparse import ArgumentParser
 
 from datamodules import DATASETS
-from datamodules.errors import DataError
+from datamodules.errors import ConfigError, DataError
 from datamodules.text import TextDataModule, TextOptions
 from datamodules.text_vocab import PAD_ID, UNK_ID, words
 
@@ -274,7 +274,7 @@ def test_duplicates_are_dropped_before_the_split_size_check(tmp_path: Path) -> N
 
 
 def test_invalid_option_values_are_rejected_with_the_choices() -> None:
-    with pytest.raises(ValueError, match="tokenizer='sentencepiece'; choose one of: word, bpe"):
+    with pytest.raises(ConfigError, match="tokenizer='sentencepiece'; choose one of: word, bpe"):
         TextOptions(tokenizer="sentencepiece")
-    with pytest.raises(ValueError, match="sum to < 1"):
+    with pytest.raises(ConfigError, match="sum to < 1"):
         TextOptions(val_fraction=0.5, test_fraction=0.5)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from datamodules.errors import ConfigError
 from experiments.config import config_from_dict, flatten, parse_run_args, run_parser
 from experiments.sweep.space import load_space, nest, sample_overrides
 from lightning_modules.classify_model import Classifier
@@ -144,10 +145,10 @@ def test_convlstm_keeps_one_output_per_frame_and_its_state_carries_earlier_frame
 
 
 def test_clip_families_refuse_per_step_input_and_say_where_they_work() -> None:
-    with pytest.raises(ValueError, match=r"the c3d family reads raw clips .* needs the frame shape"):
+    with pytest.raises(ConfigError, match=r"the c3d family reads raw clips .* needs the frame shape"):
         build_encoder("c3d", None, in_dim=16, seq_len=15)
     keypoints = {"input_kind": "vectors", "n_inputs": 16, "seq_len": 15, "num_classes": 11}
-    with pytest.raises(ValueError, match="reads 'clip' input, which input_kind frames gives but 'vectors' does not"):
+    with pytest.raises(ConfigError, match="reads 'clip' input, which input_kind frames gives but 'vectors' does not"):
         Classifier("convlstm", spec=keypoints, embed_dim=8)
 
 
@@ -224,7 +225,7 @@ def test_frame_options_are_documented_task_options_that_reach_the_stem() -> None
     module = module_for("rnn", FRAMES, "task.frame_layers=3", "task.frame_channels=6", "task.frame_pooling=attention")
     cnn = module.model.stem.cnn
     assert len(cnn.blocks) == 3 and cnn.out_dim == 24 and type(cnn.pool).__name__ == "SpatialAttentionPool"
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         parse_run_args(["--data", "moving-shapes", "task.frame_pooling=median"])
 
 

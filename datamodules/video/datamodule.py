@@ -23,7 +23,7 @@ from torch import Tensor
 
 from datamodules import register_dataset
 from datamodules.base import DataOptions, StwDataModule
-from datamodules.errors import DataError
+from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
 from datamodules.paths import data_root
 from datamodules.video.clips import ClipDataset, ClipSampling, ClipTransform, channel_stats, cut_clips
@@ -69,7 +69,7 @@ class ClipOptions(DataOptions):
         choices = {"short_clips": ("pad", "skip"), "bad_files": ("skip", "error"), "channels": (1, 3)}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
-                raise ValueError(
+                raise ConfigError(
                     f"data option {name}={getattr(self, name)!r}; choose one of: {', '.join(map(str, valid))}"
                 )
         sizes = {
@@ -81,9 +81,9 @@ class ClipOptions(DataOptions):
         }
         too_small = [f"{name}={value}" for name, value in sizes.items() if value < 1]
         if too_small:
-            raise ValueError(f"data options {', '.join(too_small)} must be >= 1")
+            raise ConfigError(f"data options {', '.join(too_small)} must be >= 1")
         if self.crop and self.resize and self.crop > self.resize:
-            raise ValueError(f"data option crop={self.crop} is larger than resize={self.resize}")
+            raise ConfigError(f"data option crop={self.crop} is larger than resize={self.resize}")
 
 
 @dataclass
@@ -102,7 +102,7 @@ class SplitOptions(ClipOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not (0 < self.val_fraction and 0 < self.test_fraction and self.val_fraction + self.test_fraction < 1):
-            raise ValueError(
+            raise ConfigError(
                 f"val_fraction={self.val_fraction} and test_fraction={self.test_fraction} must be > 0 and sum to < 1"
             )
 
@@ -125,7 +125,7 @@ class FolderOptions(SplitOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.layout not in LAYOUTS:
-            raise ValueError(f"data option layout={self.layout!r}; choose one of: {', '.join(LAYOUTS)}")
+            raise ConfigError(f"data option layout={self.layout!r}; choose one of: {', '.join(LAYOUTS)}")
 
 
 # Options that say where files are, never what the tensors hold: kept out of the fingerprint.

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from datamodules import register_dataset
 from datamodules.base import DataOptions, StwDataModule
-from datamodules.errors import DataError
+from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
 from datamodules.paths import data_root
 from datamodules.video.layouts import SPLITS
@@ -73,9 +73,9 @@ class GestureOptions(DataOptions):
 
     def __post_init__(self) -> None:
         if self.clip_len < 1 or self.stride < 1:
-            raise ValueError(f"data options clip_len={self.clip_len} and stride={self.stride} must be >= 1")
+            raise ConfigError(f"data options clip_len={self.clip_len} and stride={self.stride} must be >= 1")
         if self.test_person == self.val_person:
-            raise ValueError(
+            raise ConfigError(
                 f"data options test_person and val_person are both {self.test_person!r}; hold out two people"
             )
 

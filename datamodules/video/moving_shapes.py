@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from datamodules import register_dataset
+from datamodules.errors import ConfigError
 from datamodules.video.datamodule import FrameDataModule, SplitOptions
 from datamodules.video.layouts import ClipRef, find_class_clips
 from datamodules.video.storage import generated_root
@@ -69,12 +70,12 @@ class MovingShapesOptions(SplitOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.directions not in (4, 8) or self.label not in ("direction", "direction+shape"):
-            raise ValueError(
+            raise ConfigError(
                 f"data options directions={self.directions} and label={self.label!r}: "
                 "directions is 4 or 8, label is direction or direction+shape"
             )
         if self.n_clips < 1 or self.n_frames < 2 or self.frame_size < 12:
-            raise ValueError("data options need n_clips >= 1, n_frames >= 2 and frame_size >= 12")
+            raise ConfigError("data options need n_clips >= 1, n_frames >= 2 and frame_size >= 12")
 
 
 def class_specs(options: MovingShapesOptions) -> list[tuple[str, str, str | None]]:

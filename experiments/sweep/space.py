@@ -7,6 +7,8 @@ from typing import Any
 import optuna
 import yaml
 
+from datamodules.errors import ConfigError
+
 DEFAULT_SPACE = Path(__file__).parent / "search_space.yaml"
 Space = dict[str, Any]
 
@@ -56,7 +58,7 @@ def suggest(trial: optuna.Trial, path: str, dist: dict[str, Any], family: str, f
     if "int" in dist:
         low, high = dist["int"]
         return trial.suggest_int(name, low, high, step=dist.get("step", 1), log=dist.get("log", False))
-    raise ValueError(f"search space entry {path!r} needs one of choice/float/int, got {dist}")
+    raise ConfigError(f"search space entry {path!r} needs one of choice/float/int, got {dist}")
 
 
 def sample_overrides(trial: optuna.Trial, space: Space, data: str, family: str, fixed: set[str]) -> dict[str, Any]:

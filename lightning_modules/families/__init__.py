@@ -8,6 +8,7 @@ over whole frames read the raw clip (input "clip"), and the classifier builds th
 from dataclasses import dataclass
 from typing import Any
 
+from datamodules.errors import ConfigError
 from lightning_modules.families.base import Encoder, FamilyConfig
 
 # What a family's encoder reads: the stem's [B, T, D] sequence, or raw frames [B, T, C, H, W].
@@ -51,7 +52,7 @@ def resolve_family(name: str) -> tuple[str, dict[str, Any]]:
     if name in ALIASES:
         return ALIASES[name]
     valid = sorted(FAMILIES) + sorted(ALIASES)
-    raise ValueError(f"unknown model family {name!r}; choose one of: {', '.join(valid)}")
+    raise ConfigError(f"unknown model family {name!r}; choose one of: {', '.join(valid)}")
 
 
 def family_of(name: str) -> Family:

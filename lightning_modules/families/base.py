@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from datamodules.errors import ConfigError
+
 
 @dataclass
 class FamilyConfig:
@@ -31,7 +33,7 @@ class FamilyConfig:
 def frame_shape(family: str, in_dim: int | tuple[int, int, int]) -> tuple[int, int, int]:
     """The (C, H, W) a clip family was built for; a plain width means it was put behind a per-step stem."""
     if isinstance(in_dim, int) or len(in_dim) != 3:
-        raise ValueError(
+        raise ConfigError(
             f"the {family} family reads raw clips [B, T, C, H, W], so it needs the frame shape (C, H, W), "
             f"got in_dim={in_dim}; use it on frame datasets (moving-shapes, hmdb51-samples, video-folder)"
         )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from datamodules.errors import ConfigError
 from lightning_modules.families import register_family
 from lightning_modules.families.base import Encoder, FamilyConfig, frame_shape
 
@@ -48,9 +49,9 @@ class C3DEncoder(Encoder):
         super().__init__()
         channels, height, width = frame_shape("c3d", in_dim)
         if config.num_layers < 1 or config.channels < 1 or config.kernel_size < 1 or config.kernel_size % 2 == 0:
-            raise ValueError(f"c3d needs num_layers and channels of at least 1 and an odd kernel_size; got {config}")
+            raise ConfigError(f"c3d needs num_layers and channels of at least 1 and an odd kernel_size; got {config}")
         if seq_len is None:
-            raise ValueError("c3d pools time by a plan fixed at construction, so it needs the clip length (seq_len)")
+            raise ConfigError("c3d pools time by a plan fixed at construction, so it needs the clip length (seq_len)")
         blocks, length = [], seq_len
         for i in range(config.num_layers):
             pool = (2 if i > 0 and length >= 2 else 1, 2 if height >= 2 else 1, 2 if width >= 2 else 1)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from datamodules.errors import ConfigError
 from lightning_modules.families import register_family
 from lightning_modules.families.base import Encoder, FamilyConfig
 from lightning_modules.families.mlp import ACTIVATIONS, Activation
@@ -93,7 +94,7 @@ class CNNEncoder(Encoder):
         super().__init__()
         kernel_sizes = config.kernel_sizes or [config.kernel_size]
         if config.num_layers < 1 or min(kernel_sizes) < 1 or config.dilation_growth < 1 or config.pool_size < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"cnn needs num_layers, kernel sizes, dilation_growth and pool_size of at least 1; got {config}"
             )
         self.branches = nn.ModuleList(
@@ -107,7 +108,7 @@ class CNNEncoder(Encoder):
         shrink = config.pool_size**config.num_layers if config.pool != "none" else 1
         self.out_len = None if seq_len is None else seq_len // shrink
         if self.out_len == 0:
-            raise ValueError(
+            raise ConfigError(
                 f"{config.num_layers} pooling layers of size {config.pool_size} shorten {seq_len} steps "
                 "to nothing; use fewer layers, a smaller pool_size or pool='none'"
             )

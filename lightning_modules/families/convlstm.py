@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from datamodules.errors import ConfigError
 from lightning_modules.families import register_family
 from lightning_modules.families.base import Encoder, FamilyConfig, frame_shape
 
@@ -65,12 +66,12 @@ class ConvLSTMEncoder(Encoder):
         super().__init__()
         channels, height, width = frame_shape("convlstm", in_dim)
         if config.num_layers < 1 or config.hidden_channels < 1 or config.kernel_size % 2 == 0 or config.downsample < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"convlstm needs num_layers, hidden_channels and downsample of at least 1 and an odd "
                 f"kernel_size; got {config}"
             )
         if config.downsample > min(height, width):
-            raise ValueError(f"downsample={config.downsample} is larger than the {width}x{height} frames; lower it")
+            raise ConfigError(f"downsample={config.downsample} is larger than the {width}x{height} frames; lower it")
         self.cells = nn.ModuleList(
             ConvLSTMCell(channels if i == 0 else config.hidden_channels, config.hidden_channels, config.kernel_size)
             for i in range(config.num_layers)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from datamodules.errors import ConfigError
 from lightning_modules.families import register_family
 from lightning_modules.families.base import Encoder, FamilyConfig
 
@@ -48,12 +49,12 @@ class LinearEncoder(Encoder):
     def __init__(self, config: LinearConfig, in_dim: int, seq_len: int | None) -> None:
         super().__init__()
         if seq_len is None:
-            raise ValueError(
+            raise ConfigError(
                 "the linear family maps a fixed lookback linearly, so it needs a fixed seq_len; "
                 "use cnn, rnn or transformer for variable-length input"
             )
         if config.moving_avg < 1:
-            raise ValueError(f"moving_avg must be at least 1 step, got {config.moving_avg}")
+            raise ConfigError(f"moving_avg must be at least 1 step, got {config.moving_avg}")
         self.config = config
         self.out_dim = 2 * in_dim if config.decomposition else in_dim
         self.out_len = seq_len

@@ -9,6 +9,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from datamodules.errors import ConfigError
 from lightning_modules.families import register_family
 from lightning_modules.families.base import Encoder, FamilyConfig
 
@@ -48,7 +49,7 @@ class MLPEncoder(Encoder):
     def __init__(self, config: MLPConfig, in_dim: int, seq_len: int | None) -> None:
         super().__init__()
         if seq_len is None:
-            raise ValueError(
+            raise ConfigError(
                 "the mlp family flattens a fixed window, so it needs a fixed seq_len; "
                 "use cnn, rnn or transformer for variable-length input"
             )

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from datamodules.errors import ConfigError
 from lightning_modules.families import register_family
 from lightning_modules.families.base import Encoder, FamilyConfig
 
@@ -88,11 +89,11 @@ class TransformerEncoder(Encoder):
     def __init__(self, config: TransformerConfig, in_dim: int, seq_len: int | None) -> None:
         super().__init__()
         if config.d_model % config.n_heads:
-            raise ValueError(f"n_heads ({config.n_heads}) must divide d_model ({config.d_model})")
+            raise ConfigError(f"n_heads ({config.n_heads}) must divide d_model ({config.d_model})")
         self.patch_len = config.patch_len or 1
         self.stride = config.stride or self.patch_len
         if not 1 <= self.stride <= self.patch_len:
-            raise ValueError(
+            raise ConfigError(
                 f"stride must be between 1 and patch_len ({self.patch_len}) so no step is skipped; got {self.stride}"
             )
         self.out_dim = config.d_model
@@ -119,7 +120,7 @@ class TransformerEncoder(Encoder):
         if self.learned_positions is None:
             return sinusoid_table(count, self.out_dim).to(device)
         if count > len(self.learned_positions):
-            raise ValueError(
+            raise ConfigError(
                 f"input has {count} tokens but learned positions cover {len(self.learned_positions)}; "
                 "raise max_len or use positional='sinusoidal'"
             )
