@@ -1,16 +1,22 @@
-"""`stw`: the workbench's command line. Each subcommand is a thin entry point over experiments/*."""
+"""`stw`: the workbench's command line, and its error boundary.
+
+Every command's arguments are parsed here (the sweep's in experiments/sweep/cli.py) before anything heavy is
+imported, so `--help` and argument errors answer at once; the command's work is in its own module, imported
+on use. User errors (the StwError family) are printed as one message with exit code 2, `--debug` shows their
+traceback too; any other exception is a bug and keeps its traceback.
+"""
 
 import argparse
 import importlib
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
 
-from experiments.config import parse_run_args
 from experiments.interrupts import stop_like_ctrl_c
-from experiments.tracking import default_tracking_uri
 
-USAGE = """stw <command> [options]
+USAGE = """stw [--debug] <command> [options]
 
 commands:
   train      train one model on one dataset, tracked in MLflow
@@ -21,97 +27,196 @@ commands:
   compare    runs side by side: differing params, metrics, learning curves
   predict    predict new data with a logged run's model and preprocessing
   ui         open the MLflow UI on the local store
-`stw <command> --help` explains each one.
+`stw <command> --help` explains each one. --debug shows the traceback of user errors too.
 
 Data is read from $STW_DATA_DIR (default ./data) and fetched on first use where a public source exists.
 Runs go to $MLFLOW_TRACKING_URI, default sqlite:///mlruns/mlflow.db with artifacts under mlruns/.
 """
+TRACKING_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)"
+PREDICT_FORMATS = """input and output, per dataset (the run's fitted preprocessing is applied; nothing is refitted):
+  ett, stock  one CSV (stock: one price file per ticker) in the training data's format. A window is every
+              `lookback` consecutive rows, the last ones included, whose forecast runs past the file's end.
+              Output: one row per (window end, step): window_end, step (1..horizon), timestamp (the file's own
+              row inside the file; past its end the file's regular spacing continued, empty for irregular
+              dates), then per target <name>_forecast in original units and <name>_actual (empty past the end).
+  sms         a UTF-8 text file, one raw message per line. Output: text, label, prob_<class> per class.
+  moving-shapes, hmdb51-samples, video-folder
+              one clip per input: a video file (.avi, .mp4, ...) or a folder of frame images, sampled like a
+              test clip. Output: clip (the input's path), label, prob_<class>.
+  gestures    keypoint CSVs with the 16 keypoint columns; one row per window of data.clip_len frames, one
+              starting every data.stride frames. Output: file, first_frame, last_frame, label, prob_<class>.
+"""
 
 
-def _run_options(argv: list[str]) -> tuple[str | None, bool | None, list[str]]:
-    """--tracking-uri and --quiet belong to the command, not to the run config."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--tracking-uri")
-    parser.add_argument("--quiet", action="store_true")
-    known, rest = parser.parse_known_args(argv)
-    return known.tracking_uri, known.quiet or None, rest
-
-
-def train(argv: list[str]) -> int:
+def train_main(argv: list[str]) -> int:
     """stw train --data ett --model lstm [--config FILE.yaml] [key=value ...] [--tracking-uri URI] [--quiet]"""
+    from experiments.config import parse_run_args
+    from experiments.tracking import final_metrics
     from experiments.train import run_training
 
     if any(a in ("-h", "--help") for a in argv):
-        print(
-            "Extra options: --tracking-uri URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db), "
-            "--quiet (no progress bar). Plain key=value words work like --key=value.\n"
-        )
-    tracking_uri, quiet, rest = _run_options(argv)
+        print("Extra options: --tracking-uri URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db), "
+              "--quiet (no progress bar). Plain key=value words work like --key=value.\n")  # fmt: skip
+    options = argparse.ArgumentParser(add_help=False)  # these belong to the command, not to the run config
+    options.add_argument("--tracking-uri")
+    options.add_argument("--quiet", action="store_true")
+    known, rest = options.parse_known_args(argv)
     config = parse_run_args(rest)
-    result = run_training(config, tracking_uri, quiet=quiet)
+    result = run_training(config, known.tracking_uri, quiet=known.quiet or None)
     print(f"run {result.run_id} (experiment {config['data']['name']}):")
-    for name in sorted(result.metrics):
-        if name.startswith(("test_", "baseline_", "skill")):
-            print(f"  {name:28s} {result.metrics[name]:.4f}")
-    print(f"compare it in the MLflow UI: stw ui{' --tracking-uri ' + tracking_uri if tracking_uri else ''}")
+    for name, value in sorted(final_metrics(result.metrics).items()):
+        print(f"  {name:28s} {value:.4f}")
+    print(f"compare it in the MLflow UI: stw ui{' --tracking-uri ' + known.tracking_uri if known.tracking_uri else ''}")
+    if result.status != "FINISHED":
+        print(f"stw train: the run closed {result.status}: recording its artifacts failed (see its stw.close_error tag)",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 
-def ui(argv: list[str]) -> int:
-    """Start `mlflow ui` on 127.0.0.1 on the default store and print its URL."""
-    parser = argparse.ArgumentParser(prog="stw ui", description="Open the MLflow UI on the local run store.")
+def runs_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stw runs", description="List logged runs, best first, built on mlflow.search_runs."
+    )
+    parser.add_argument(
+        "--data", default=None, help="dataset whose experiment to list (default: every st-workbench experiment)"
+    )
+    parser.add_argument("--sweep", default=None, metavar="PARENT_RUN_ID", help="list the trials of this sweep")
+    parser.add_argument("--top", type=int, default=10, help="show the best N runs; 0 shows all (default: 10)")
+    parser.add_argument("--metric", default="test_mse",
+                        help="rank by this metric, in its own direction (losses ascending, scores descending; default: test_mse)")  # fmt: skip
+    parser.add_argument(
+        "--format", choices=["table", "csv", "json"], default="table", help="output format (default: table)"
+    )
+    parser.add_argument("--smoke", action="store_true",
+                        help="also list runs on smoke-check datasets (hmdb51-samples), whose test scores are training fit")  # fmt: skip
+    parser.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
+    return parser
+
+
+def show_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stw show", description="One run: config, metrics, tags, artifacts, and "
+                                     "the command that reproduces it.")  # fmt: skip
+    parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
+    return parser
+
+
+def compare_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stw compare", description="Runs side by side: the params that differ and "
+                                     "every metric; optionally their learning curves as a PNG.")  # fmt: skip
+    parser.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    parser.add_argument(
+        "--plot", default=None, metavar="FILE.png", help="also draw the runs' train and val loss curves"
+    )
+    parser.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
+    return parser
+
+
+def reproduce_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stw reproduce", description="Retrain a logged run (a `stw train` run or a sweep trial) from its saved "
+        "config, on the same data, code and packages, and compare its final metrics with the original's. "
+        "Exit 0: reproduced; 1: a metric differs beyond --tolerance; 2: refused (the message says what differs).")  # fmt: skip
+    parser.add_argument("run_id", metavar="RUN_ID", help="MLflow run ID (see `stw runs`)")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI holding the run, e.g. http://host:5000 "
+                        "(default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db); the reproduction is logged there too")  # fmt: skip
+    parser.add_argument("--tolerance", type=float, default=0.0,
+                        help="largest absolute difference of a final metric that still counts as reproduced (default: 0)")  # fmt: skip
+    parser.add_argument("--allow-code-change", action="store_true",
+                        help="retrain even if the project code differs from the run's commit or has uncommitted changes")  # fmt: skip
+    parser.add_argument(
+        "--allow-data-change", action="store_true", help="retrain even if the data's fingerprint differs from the run's"
+    )
+    parser.add_argument("--allow-package-change", action="store_true",
+                        help="retrain even if torch, lightning, numpy or another recorded package has another version")  # fmt: skip
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or model summary")
+    return parser
+
+
+def predict_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stw predict", epilog=PREDICT_FORMATS, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Predict new data with a logged run's best checkpoint and the preprocessing it was trained "
+        "with; writes a CSV.")  # fmt: skip
+    parser.add_argument("run_id", metavar="RUN_ID", help="MLflow run ID of a finished run (see `stw runs`)")
+    parser.add_argument("--input", nargs="+", required=True, metavar="FILE",
+                        help="new data in the training data's format (see below)")  # fmt: skip
+    parser.add_argument("--output", required=True, metavar="FILE", help="CSV to write the predictions to")
+    parser.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
+    return parser
+
+
+def ui_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stw ui", description="Open the MLflow UI on the local run store, on "
+                                     "127.0.0.1 (this machine only). Ctrl-C or SIGTERM stops it and its workers.")  # fmt: skip
     parser.add_argument(
         "--tracking-uri", help="backend store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)"
     )
     parser.add_argument("--port", type=int, default=5000)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def ui_main(args: argparse.Namespace) -> int:
+    """`mlflow ui` in its own process group, so stopping stw stops every server process it started."""
+    from experiments.tracking import default_tracking_uri
+
     uri = default_tracking_uri(args.tracking_uri)
     print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(args.port),
-    ]
-    return subprocess.call(command)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+               "--port", str(args.port)]  # fmt: skip
+    server = subprocess.Popen(command, start_new_session=True)
+    try:
+        return server.wait()
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
 
 
-# Command -> "module:function"; imported on use so `stw --help` and `stw ui` stay fast.
-COMMANDS: dict[str, str] = {
-    "train": "experiments.cli:train",
-    "sweep": "experiments.sweep.cli:sweep_main",
-    "reproduce": "experiments.reproduce:reproduce_main",
-    "runs": "experiments.run_views:runs_main",
-    "show": "experiments.run_views:show_main",
-    "compare": "experiments.run_views:compare_main",
-    "predict": "experiments.predict:predict_main",
-    "ui": "experiments.cli:ui",
+# Command -> (its argument parser, or None when the command parses its own words; "module:function" doing the work).
+COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser] | None, str]] = {
+    "train": (None, "experiments.cli:train_main"),
+    "sweep": (None, "experiments.sweep.cli:sweep_main"),
+    "reproduce": (reproduce_parser, "experiments.reproduce:reproduce_main"),
+    "runs": (runs_parser, "experiments.run_views:runs_main"),
+    "show": (show_parser, "experiments.run_views:show_main"),
+    "compare": (compare_parser, "experiments.run_views:compare_main"),
+    "predict": (predict_parser, "experiments.predict:predict_main"),
+    "ui": (ui_parser, "experiments.cli:ui_main"),
 }
 
 
-def command(name: str) -> Callable[[list[str]], int]:
-    module, function = COMMANDS[name].split(":")
-    return getattr(importlib.import_module(module), function)
+def run_command(name: str, words: list[str]) -> int:
+    parser, target = COMMANDS[name]
+    module, function = target.split(":")
+    arguments = words if parser is None else parser().parse_args(words)
+    return getattr(importlib.import_module(module), function)(arguments)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv[:1]
+    argv = argv[1:] if debug else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print(USAGE)
+        print(USAGE, file=sys.stdout if not argv or argv[0] in ("-h", "--help") else sys.stderr)
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     stop_like_ctrl_c()
     try:
-        return command(argv[0])(argv[1:])
+        return run_command(argv[0], argv[1:])
     except KeyboardInterrupt as stop:
         print(f"stw {argv[0]}: {stop or 'interrupted'}", file=sys.stderr)  # runs and sweeps are closed as KILLED
         return 130
-    except ValueError as error:  # DataError, ConfigError and invalid model options: a message, not a traceback
+    except Exception as error:
+        # Imported here: whatever raised a user error has imported its family already, and `--help` stays light.
+        from datamodules.errors import StwError
+
+        if debug or not isinstance(error, StwError):
+            raise
         print(f"stw {argv[0]}: error: {error}", file=sys.stderr)
         return 2
 

@@ -10,7 +10,7 @@ import argparse
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from jsonargparse import ArgumentParser, Namespace
@@ -37,6 +37,8 @@ class TrainerConfig:
         limit_test_batches: fraction or count of test batches.
         progress: show Lightning's progress bar.
         monitor: validation metric that picks the best checkpoint and drives early stopping (and a sweep's objective).
+        accelerator: Lightning accelerator: cpu, gpu, mps or auto (a GPU when there is one). CPU runs are
+            deterministic; other devices reproduce within a tolerance.
     """
 
     max_epochs: int = 10
@@ -47,6 +49,7 @@ class TrainerConfig:
     limit_test_batches: float | int = 1.0
     progress: bool = True
     monitor: str = "val_loss"
+    accelerator: Literal["cpu", "gpu", "cuda", "mps", "auto"] = "cpu"
 
 
 MAXIMIZED = ("acc", "f1", "mcc", "auroc", "precision", "recall", "skill")

@@ -21,9 +21,8 @@ from mlflow.tracking import MlflowClient
 
 from datamodules.errors import RunError
 from experiments.config import config_from_dict
-from experiments.tracking import default_tracking_uri
+from experiments.tracking import TOOL, Tag, default_tracking_uri, final_metrics
 
-TOOL = "st-workbench"
 CONFIG, FINGERPRINT, PREPROCESSING, CHECKPOINT = (
     "config.yaml",
     "fingerprint.json",
@@ -31,16 +30,10 @@ CONFIG, FINGERPRINT, PREPROCESSING, CHECKPOINT = (
     "checkpoints/best.ckpt",
 )
 PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-# Metrics a finished run logs once, after testing (the per-epoch train_*/val_* curves are not among them).
-FINAL_METRIC_PREFIXES = ("test_", "baseline_", "skill")
-
-
-def is_final_metric(name: str) -> bool:
-    return name.startswith(FINAL_METRIC_PREFIXES)
 
 
 @dataclass
-class StoredRun:
+class LoggedRun:
     """One st-workbench run and the client that reads it. Artifacts are downloaded on demand into `folder`,
     which is removed when the run is used as a context manager (`with fetch_run(...) as run:`)."""
 
@@ -49,7 +42,7 @@ class StoredRun:
     tracking_uri: str
     folder: Path | None = None
 
-    def __enter__(self) -> "StoredRun":
+    def __enter__(self) -> "LoggedRun":
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -69,7 +62,7 @@ class StoredRun:
         return self.run.data.metrics
 
     def final_metrics(self) -> dict[str, float]:
-        return {name: value for name, value in self.metrics.items() if is_final_metric(name)}
+        return final_metrics(self.metrics)
 
     def artifact_paths(self, folder: str | None = None) -> list[str]:
         """Every artifact file of the run, as paths relative to its artifact root."""
@@ -90,9 +83,9 @@ class StoredRun:
             )
 
     def _why_incomplete(self) -> str:
-        if self.tags.get("stw.role") == "sweep":
+        if self.tags.get(Tag.ROLE) == "sweep":
             return f"; it is a sweep's parent run: pick one of its trials with `stw runs --sweep {self.run_id}`"
-        if error := self.tags.get("stw.error"):
+        if error := self.tags.get(Tag.ERROR):
             return f"; it failed with: {error}"
         return "; it did not finish logging: choose a run that completed"
 
@@ -126,7 +119,7 @@ def _no_progress_bar() -> Iterator[None]:
             os.environ[PROGRESS_BAR_ENV] = saved
 
 
-def fetch_run(run_id: str, tracking_uri: str | None = None) -> StoredRun:
+def fetch_run(run_id: str, tracking_uri: str | None = None) -> LoggedRun:
     """The st-workbench run `run_id` in the store at `tracking_uri` (default: the local store)."""
     uri = default_tracking_uri(tracking_uri)
     client = MlflowClient(uri)
@@ -143,9 +136,9 @@ def fetch_run(run_id: str, tracking_uri: str | None = None) -> StoredRun:
             f"run {run_id} in {uri} is deleted; restore it with `mlflow runs restore --run-id {run_id}` "
             "or choose another run"
         )
-    if run.data.tags.get("stw.tool") != TOOL:
+    if run.data.tags.get(Tag.TOOL) != TOOL:
         raise RunError(
             f"run {run_id} in {uri} was not made by st-workbench (it has no stw.tool tag), so its config "
             "and artifacts are not in the form stw rebuilds runs from"
         )
-    return StoredRun(client, run, uri)
+    return LoggedRun(client, run, uri)

@@ -4,33 +4,12 @@ The datamodule is rebuilt from the run's config.yaml and given the run's fitted 
 (preprocessing.json: scalers, tokenizer, class names), so the new file is transformed exactly as the training
 data was. The checkpoint is read with torch.load(weights_only=True): tensors and plain data only, so a
 tampered file cannot run code. Lightning's saved hyper_parameters (the run config and the data spec) are
-plain data, so they load too and rebuild the module the weights belong to. What a dataset's input file looks
-like and what the output table holds is below.
+plain data, so they load too and rebuild the module the weights belong to.
 
-
-How `stw predict` turns new files into a prediction table: one entry per dataset in PREDICTORS.
-
-A predictor reads the files with the dataset's own public reading functions (so the same columns are required
-and the same checks apply as for training), applies the run's fitted preprocessing, restored from its
-preprocessing.json (nothing is refitted on the new file), runs the model and returns a table:
-
-- forecasting (ett, stock): one row per (window end, step), the wide layout. A window is every `lookback`
-  consecutive rows of the file, including the last ones, whose forecast runs past the file's end. Columns:
-  window_end (timestamp of the window's last row), step (1..horizon), timestamp (the forecast's time: the
-  file's own row while inside the file; past its end the file's regular spacing continued, or empty when the
-  dates are irregular, e.g. trading days), then per target channel <name>_forecast in the data's original
-  units and <name>_actual (the file's value at that time, empty past its end).
-- text classification (sms): one row per line of a UTF-8 text file holding one raw message per line. Columns:
-  text, label (the most probable class), prob_<class> for every class.
-- video classification (moving-shapes, hmdb51-samples, video-folder): one row per clip; each input is one clip,
-  a video file (.avi, .mp4, ...) or a folder of frame images, sampled like a test clip (centred, or
-  data.test_clips evenly spaced clips whose probabilities are averaged, as in testing). Columns: clip (the
-  input's path), label, prob_<class>.
-- gestures: one row per window, not per file, because a recording may hold several gestures and the model
-  labels each window (as training labels it by its last frame). Each input is a CSV with the 16 keypoint columns
-  (the gesture column is not needed); a window is data.clip_len consecutive frames, one starting every
-  data.stride frames. Columns: file, first_frame and last_frame (the window's first and last data row, counted
-  from 0), label, prob_<class>.
+A predictor per dataset (PREDICTORS) reads the files with the dataset's own public reading functions, so the
+same columns are required and the same checks apply as for training, applies the run's fitted preprocessing
+(nothing is refitted on the new file), runs the model and returns a table. The input formats and output
+columns are documented in `stw predict --help` (experiments/cli.py).
 """
 
 import argparse
@@ -222,34 +201,8 @@ def load_module(path: Path, task: str) -> pl.LightningModule:
     return module.eval()
 
 
-def predict_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="stw predict",
-        description="Predict new data with a logged run's best checkpoint and the preprocessing it "
-        "was trained with; writes a CSV. Input formats and output columns per dataset are listed below.",
-    )
-    parser.add_argument("run_id", metavar="RUN_ID", help="MLflow run ID of a finished run (see `stw runs`)")
-    parser.add_argument(
-        "--input",
-        nargs="+",
-        required=True,
-        type=Path,
-        metavar="FILE",
-        help="new data in the training data's format: ett one CSV; stock one price file per ticker; "
-        "sms a text file with one message per line; video datasets one video file or frame folder per "
-        "clip; gestures keypoint CSVs",
-    )
-    parser.add_argument("--output", required=True, type=Path, metavar="FILE", help="CSV to write the predictions to")
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
-    )
-    return parser
-
-
-def predict_main(argv: list[str]) -> int:
-    args = predict_parser().parse_args(argv)
+def predict_main(args: argparse.Namespace) -> int:
+    args.input, args.output = [Path(path) for path in args.input], Path(args.output)
     for path in args.input:
         if not path.exists():  # a folder is one clip of frame images
             raise DataError(f"{path}: input not found; give the file (or clip folder) to predict with --input")

@@ -2,15 +2,12 @@
 
 Every check runs before training, so a refusal costs seconds: the run must be an st-workbench run with its
 config, fingerprint and final metrics; the data this checkout reads must have the run's fingerprint; the
-project code must be the run's commit with a clean tree. The reproduction is a new run in the same experiment,
-tagged stw.reproduces=<RUN_ID>. On the same machine and package versions a CPU run reproduces bit for bit,
-because run_training seeds everything and uses deterministic kernels.
-
-
-What `stw reproduce` checks before it trains: is it the same data, and is it the same code?
-
-Each check returns the problems that block an exact reproduction (as sentences) and, for code, the notes that
-do not. Only the project's own packages count as code: a changed README or benchmark cannot change a run.
+project code must be the run's commit with a clean tree; the recorded package versions must be installed. Each
+check gives the problems that block an exact reproduction (as sentences) and, for code, notes that do not: only
+the project's own packages count as code, so a changed README or benchmark cannot change a run. The
+reproduction is a new run in the same experiment, tagged stw.reproduces=<RUN_ID>. On the same machine and
+package versions a CPU run reproduces bit for bit, because run_training seeds everything and uses deterministic
+kernels.
 """
 
 import argparse
@@ -23,9 +20,9 @@ from typing import Any
 
 from experiments import tracking
 from experiments.config import datamodule_for
-from experiments.logged_run import CONFIG, FINGERPRINT, RunError, StoredRun, fetch_run, is_final_metric
+from experiments.logged_run import CONFIG, FINGERPRINT, LoggedRun, RunError, fetch_run
 from experiments.tables import text_table
-from experiments.tracking import PROJECT_PACKAGES
+from experiments.tracking import PROJECT_PACKAGES, Tag, final_metrics
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,19 +82,19 @@ class CodeCheck:
 def code_check(run_tags: dict[str, str], current: dict[str, str], repo: Path = PROJECT_ROOT) -> CodeCheck:
     """Compare the run's stw.git_commit/stw.git_dirty tags with `current` (tracking.git_state() of this checkout)."""
     check = CodeCheck()
-    commit, head = run_tags.get("stw.git_commit", "unknown"), current["stw.git_commit"]
+    commit, head = run_tags.get(Tag.GIT_COMMIT, "unknown"), current[Tag.GIT_COMMIT]
     if "unknown" in (commit, head):
         check.problems.append(
             f"the code version is unknown (commit {commit} in the run, {head} here): "
             "only runs trained from a git checkout, reproduced in one, can be checked"
         )
         return check
-    if run_tags.get("stw.git_dirty") != "false":
+    if run_tags.get(Tag.GIT_DIRTY) != "false":
         check.problems.append(
             f"the run was trained from commit {short(commit)} with uncommitted changes to "
             f"{', '.join(PROJECT_PACKAGES)}, so its exact code was never recorded"
         )
-    if current["stw.git_dirty"] == "true":
+    if current[Tag.GIT_DIRTY] == "true":
         check.problems.append(f"this checkout has uncommitted changes in: {listing(uncommitted_files(repo)) or '?'}")
     if commit == head:
         return check
@@ -128,7 +125,7 @@ class Plan:
 
     config: dict[str, Any]
     notes: list[str]
-    allowed: list[str]  # "data" and/or "code"
+    allowed: list[str]  # the kinds of difference a flag overrode: "data", "code", "package"
 
 
 @dataclass
@@ -163,7 +160,7 @@ def current_fingerprint(config: dict[str, Any]) -> dict[str, Any]:
 class Difference:
     """What makes a retraining differ from the run, line by line, and how to avoid it."""
 
-    kind: str  # "data" or "code": the --allow-<kind>-change flag overrides it
+    kind: str  # "data", "code" or "package": the --allow-<kind>-change flag overrides it
     heading: str
     details: list[str]
     fix: str
@@ -174,7 +171,7 @@ class Difference:
         return "\n  ".join([self.heading, *self.details, ending])
 
 
-def data_difference(run: StoredRun, config: dict[str, Any]) -> Difference | None:
+def data_difference(run: LoggedRun, config: dict[str, Any]) -> Difference | None:
     original, current = run.json(FINGERPRINT), current_fingerprint(config)
     details = data_differences(original, current)
     heading = (
@@ -186,32 +183,47 @@ def data_difference(run: StoredRun, config: dict[str, Any]) -> Difference | None
     )
 
 
-def code_difference(run: StoredRun, problems: list[str]) -> Difference | None:
-    commit = short(run.tags.get("stw.git_commit", "unknown"))
+def code_difference(run: LoggedRun, problems: list[str]) -> Difference | None:
+    commit = short(run.tags.get(Tag.GIT_COMMIT, "unknown"))
     fix = f"Check out commit {commit} with a clean tree"
     return Difference("code", "the code differs from the run's:", problems, fix) if problems else None
 
 
-def check_run(run: StoredRun, allow_code_change: bool, allow_data_change: bool) -> Plan:
+def package_difference(run: LoggedRun, current: dict[str, str]) -> Difference | None:
+    """Recorded package versions (torch, lightning, numpy, ...) that differ from this environment's; the project's
+    own version is the code check's business."""
+    own = f"{Tag.VERSION}st-workbench"
+    details = [
+        f"{tag.removeprefix(Tag.VERSION)} {version} in the run, {current.get(tag, '(not installed)')} here"
+        for tag, version in sorted(run.tags.items())
+        if tag.startswith(Tag.VERSION) and tag != own and current.get(tag) != version
+    ]
+    fix = "Install the run's versions (its requirements.txt artifact lists every package)"
+    return Difference("package", "the packages differ from the run's:", details, fix) if details else None
+
+
+def check_run(run: LoggedRun, allowed: dict[str, bool]) -> Plan:
     """Everything that must hold before retraining; raises ReproduceRefused listing every blocking difference."""
     run.require(CONFIG, FINGERPRINT)
     if not run.final_metrics():
-        state = run.tags.get("stw.trial_state", run.run.info.status)
+        state = run.tags.get(Tag.TRIAL_STATE, run.run.info.status)
         raise ReproduceRefused(
             f"run {run.run_id} logged no final test metrics ({state}), so there is nothing to "
             "compare a reproduction with; choose a run that finished testing"
         )
     config = run.config()
     code = code_check(run.tags, tracking.git_state())
-    differences = [d for d in (data_difference(run, config), code_difference(run, code.problems)) if d is not None]
-    allowed = {"data": allow_data_change, "code": allow_code_change}
+    found = (data_difference(run, config), code_difference(run, code.problems),
+             package_difference(run, tracking.package_versions()))  # fmt: skip
+    differences = [d for d in found if d is not None]
     if refused := [d.report(allowed=False) for d in differences if not allowed[d.kind]]:
         raise ReproduceRefused(f"refusing to reproduce run {run.run_id}:\n" + "\n".join(refused))
     return Plan(config, code.notes + [d.report(allowed=True) for d in differences], [d.kind for d in differences])
 
 
 def compare_final_metrics(original: dict[str, float], reproduced: dict[str, float]) -> list[MetricRow]:
-    names = sorted(name for name in original.keys() | reproduced.keys() if is_final_metric(name))
+    original, reproduced = final_metrics(original), final_metrics(reproduced)
+    names = sorted(original.keys() | reproduced.keys())
     return [MetricRow(name, original.get(name), reproduced.get(name)) for name in names]
 
 
@@ -230,49 +242,18 @@ def metrics_table(rows: list[MetricRow], tolerance: float) -> str:
     )
 
 
-def reproduce_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="stw reproduce",
-        description="Retrain a logged run (a `stw train` run or a sweep trial) from its saved "
-        "config, on the same data and code, and compare its final metrics with the original's.",
-    )
-    parser.add_argument("run_id", metavar="RUN_ID", help="MLflow run ID (see `stw runs`)")
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow tracking URI holding the run, e.g. http://host:5000 "
-        "(default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db); the reproduction is logged there too",
-    )
-    parser.add_argument(
-        "--tolerance",
-        type=float,
-        default=0.0,
-        help="largest absolute difference of a final metric that still counts as reproduced (default: 0)",
-    )
-    parser.add_argument(
-        "--allow-code-change",
-        action="store_true",
-        help="retrain even if the project code differs from the run's commit or has uncommitted changes",
-    )
-    parser.add_argument(
-        "--allow-data-change", action="store_true", help="retrain even if the data's fingerprint differs from the run's"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or model summary")
-    return parser
-
-
-def reproduce_main(argv: list[str]) -> int:
+def reproduce_main(args: argparse.Namespace) -> int:
     """Exit 0 when every final metric is within the tolerance, 1 when one is not; refusals raise ReproduceRefused."""
     from experiments.train import is_quiet, run_training
 
-    args = reproduce_parser().parse_args(argv)
+    allowed = {"data": args.allow_data_change, "code": args.allow_code_change, "package": args.allow_package_change}
     with fetch_run(args.run_id, args.tracking_uri) as run:
-        plan = check_run(run, args.allow_code_change, args.allow_data_change)
+        plan = check_run(run, allowed)
         for note in plan.notes:
             print(f"note: {note}", file=sys.stderr)
         tags = {
-            "stw.reproduces": run.run_id,
-            **({"stw.reproduce_allowed": ",".join(plan.allowed)} if plan.allowed else {}),
+            Tag.REPRODUCES: run.run_id,
+            **({Tag.REPRODUCE_ALLOWED: ",".join(plan.allowed)} if plan.allowed else {}),
         }
         result = run_training(plan.config, run.tracking_uri, quiet=is_quiet(args.quiet or None), tags=tags)
         reproduced = run.client.get_run(result.run_id).data.metrics

@@ -18,9 +18,9 @@ from mlflow.tracking._tracking_service.utils import _use_tracking_uri  # private
 
 from experiments import plots
 from experiments.config import metric_mode
-from experiments.logged_run import CONFIG, TOOL, RunError, StoredRun, fetch_run, is_final_metric
+from experiments.logged_run import CONFIG, LoggedRun, RunError, fetch_run
 from experiments.tables import text_table
-from experiments.tracking import default_tracking_uri
+from experiments.tracking import TOOL, Tag, default_tracking_uri, is_final_metric
 
 # Params worth a column in a listing, by their flat config key; the rest are one `stw show` away.
 KEY_PARAMS = {"data.lookback": "lookback", "data.horizon": "horizon", "optim.lr": "lr", "seed": "seed"}
@@ -57,19 +57,19 @@ def _number(text: Any) -> Any:
 
 def kind(tags: dict[str, Any]) -> str:
     """train, trial, sweep or reproduction: how the run came to be (search_runs gives a missing tag as NaN)."""
-    if isinstance(tags.get("stw.reproduces"), str):
+    if isinstance(tags.get(Tag.REPRODUCES), str):
         return "reproduction"
-    role = tags.get("stw.role")
+    role = tags.get(Tag.ROLE)
     return role if isinstance(role, str) else "train"
 
 
 def search(tracking_uri: str, data: str | None, sweep: str | None) -> pd.DataFrame:
     """The st-workbench runs of one experiment, of one sweep (its trials), or of every experiment."""
-    where = f"tags.`stw.tool` = '{TOOL}'"
+    where = f"tags.`{Tag.TOOL}` = '{TOOL}'"
     if sweep:
         with fetch_run(sweep, tracking_uri) as parent:
             scope = {"experiment_ids": [parent.run.info.experiment_id]}
-        where += f" and tags.`mlflow.parentRunId` = '{sweep}'"
+        where += f" and tags.`{Tag.PARENT}` = '{sweep}'"
     elif data:
         scope = {"experiment_names": [data]}
         if mlflow.MlflowClient(tracking_uri).get_experiment_by_name(data) is None:
@@ -92,8 +92,8 @@ def listing(found: pd.DataFrame) -> pd.DataFrame:
             "run_id": run["run_id"],
             "name": tags.get("mlflow.runName"),
             "kind": kind(tags),
-            "data": tags.get("stw.data"),
-            "family": tags.get("stw.family"),
+            "data": tags.get(Tag.DATA),
+            "family": tags.get(Tag.FAMILY),
         }
         row |= {short: _number(run.get(f"params.{key}")) for key, short in KEY_PARAMS.items()}
         row |= {name: value for name, value in run.items() if name.startswith("metrics.")}
@@ -133,45 +133,26 @@ def render(table: pd.DataFrame, fmt: str) -> str:
     return text_table(list(table.columns), rows, digits=4)
 
 
-def runs_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="stw runs", description="List logged runs, best first, built on mlflow.search_runs."
-    )
-    parser.add_argument(
-        "--data", default=None, help="dataset whose experiment to list (default: every st-workbench experiment)"
-    )
-    parser.add_argument("--sweep", default=None, metavar="PARENT_RUN_ID", help="list the trials of this sweep")
-    parser.add_argument("--top", type=int, default=10, help="show the best N runs; 0 shows all (default: 10)")
-    parser.add_argument(
-        "--metric",
-        default="test_mse",
-        help="rank by this metric, in its own direction (losses ascending, scores descending; default: test_mse)",
-    )
-    parser.add_argument(
-        "--format", choices=["table", "csv", "json"], default="table", help="output format (default: table)"
-    )
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
-    )
-    return parser
-
-
-def runs_main(argv: list[str]) -> int:
-    args = runs_parser().parse_args(argv)
+def runs_main(args: argparse.Namespace) -> int:
     found = search(default_tracking_uri(args.tracking_uri), args.data, args.sweep)
+    smoke_column = f"tags.{Tag.SMOKE_CHECK}"
+    hidden = found[smoke_column].notna() if smoke_column in found and not args.smoke else pd.Series(False, found.index)
+    found = found[~hidden]
     if found.empty:
-        print("no st-workbench runs found")
+        print(
+            "no st-workbench runs found"
+            + (f" ({hidden.sum()} smoke-check runs hidden; --smoke lists them)" if hidden.any() else "")
+        )
         return 0
     table, summary = ranked(listing(found), args.metric, args.top)
     print(render(table, args.format))
     if args.format == "table":
-        print(f"\n{summary}; `stw show RUN_ID` for one run, `stw reproduce RUN_ID` to retrain it")
+        smoke = f"; {hidden.sum()} runs on smoke-check datasets hidden (--smoke lists them)" if hidden.any() else ""
+        print(f"\n{summary}{smoke}; `stw show RUN_ID` for one run, `stw reproduce RUN_ID` to retrain it")
     return 0
 
 
-def show_text(run: StoredRun, reproduce_command: str) -> str:
+def show_text(run: LoggedRun, reproduce_command: str) -> str:
     info = run.run.info
     parts = [
         f"run {info.run_id} ({info.run_name}), experiment {info.experiment_id}, {info.status}, kind {kind(run.tags)}"
@@ -205,40 +186,30 @@ def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
 
 
-def show_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="stw show", description="One run: config, metrics, tags, artifacts, and the command that reproduces it."
-    )
-    parser.add_argument("run_id", metavar="RUN_ID")
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
-    )
-    args = parser.parse_args(argv)
+def show_main(args: argparse.Namespace) -> int:
     command = f"stw reproduce {args.run_id}" + (f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else "")
     with fetch_run(args.run_id, args.tracking_uri) as run:
         print(show_text(run, command))
     return 0
 
 
-def label(run: StoredRun) -> str:
-    return f"{run.run_id[:8]} {run.tags.get('stw.family', '')}".strip()
+def label(run: LoggedRun) -> str:
+    return f"{run.run_id[:8]} {run.tags.get(Tag.FAMILY, '')}".strip()
 
 
-def differing_params(runs: list[StoredRun]) -> list[list[Any]]:
+def differing_params(runs: list[LoggedRun]) -> list[list[Any]]:
     """[param, value in run 1, value in run 2, ...] for every param whose value is not the same in all runs."""
     names = sorted(set().union(*(run.run.data.params for run in runs)))
     rows = [[name, *(run.run.data.params.get(name) for run in runs)] for name in names]
     return [row for row in rows if len(set(row[1:])) > 1]
 
 
-def side_by_side_metrics(runs: list[StoredRun]) -> list[list[Any]]:
+def side_by_side_metrics(runs: list[LoggedRun]) -> list[list[Any]]:
     names = sorted(set().union(*(run.metrics for run in runs)), key=lambda name: (not is_final_metric(name), name))
     return [[name, *(run.metrics.get(name) for run in runs)] for name in names]
 
 
-def learning_histories(run: StoredRun) -> dict[str, list[tuple[int, float]]]:
+def learning_histories(run: LoggedRun) -> dict[str, list[tuple[int, float]]]:
     """Each curve's values in logging order, numbered as epochs (one point per epoch is logged)."""
     histories = {}
     for name in CURVES:
@@ -247,24 +218,9 @@ def learning_histories(run: StoredRun) -> dict[str, list[tuple[int, float]]]:
     return histories
 
 
-def compare_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="stw compare",
-        description="Runs side by side: the params that differ and "
-        "every metric; optionally their learning curves as a PNG.",
-    )
-    parser.add_argument("run_ids", nargs="+", metavar="RUN_ID")
-    parser.add_argument(
-        "--plot", type=Path, default=None, metavar="FILE.png", help="also draw the runs' train and val loss curves"
-    )
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
-    )
-    args = parser.parse_args(argv)
+def compare_main(args: argparse.Namespace) -> int:
     if len(args.run_ids) < 2:
-        parser.error("give two or more run IDs")
+        raise RunError("stw compare needs two or more run IDs; list runs with `stw runs`")
     runs = [fetch_run(run_id, args.tracking_uri) for run_id in args.run_ids]
     headers = ["param", *(label(run) for run in runs)]
     params = differing_params(runs)
@@ -274,6 +230,6 @@ def compare_main(argv: list[str]) -> int:
     print(_indent(text_table(["metric", *headers[1:]], side_by_side_metrics(runs), digits=6)))
     if args.plot:
         histories = {label(run): learning_histories(run) for run in runs}
-        plots.compare_learning_curves(histories, args.plot, f"{len(runs)} runs")
+        plots.compare_learning_curves(histories, Path(args.plot), f"{len(runs)} runs")
         print(f"\nlearning curves: {args.plot}")
     return 0

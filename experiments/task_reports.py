@@ -1,6 +1,7 @@
-"""Task-specific figures and reports logged with a finished run: one function per task, in one registry."""
+"""Task-specific figures and reports logged with a run: one entry per task, in one registry."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -68,7 +69,19 @@ def classification_report(
     return [plots.confusion_matrix(counts, class_names, folder / "confusion_matrix.png", title), table]
 
 
-TASK_REPORTS: dict[str, Callable[[StwDataModule, pl.LightningModule, Path, str], list[Path]]] = {
-    "forecast": forecast_report,
-    "classify": classification_report,
+ReportMaker = Callable[[StwDataModule, pl.LightningModule, Path, str], list[Path]]
+
+
+@dataclass(frozen=True)
+class TaskReport:
+    """A task's figures: `from_model` needs only the trained model (drawn for pruned runs too), `from_test`
+    needs what testing predicted (only a tested run has it)."""
+
+    from_model: ReportMaker | None = None
+    from_test: ReportMaker | None = None
+
+
+TASK_REPORTS: dict[str, TaskReport] = {
+    "forecast": TaskReport(from_model=forecast_report),
+    "classify": TaskReport(from_test=classification_report),
 }

@@ -285,7 +285,7 @@ def test_input_noise_perturbs_float_inputs_but_never_token_ids() -> None:
 def test_report_writes_a_confusion_matrix_figure_and_a_per_class_table(tmp_path) -> None:
     module = echo_module(SPEC)
     module.test_predictions = Predictions(one_hot_logits(PREDICTED).softmax(dim=1), torch.tensor(LABELS))
-    assert TASK_REPORTS["classify"] is classification_report
+    assert TASK_REPORTS["classify"].from_test is classification_report
     paths = classification_report(None, module, tmp_path, "cnn on sms")
     assert [p.name for p in paths] == ["confusion_matrix.png", "per_class_report.csv"]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

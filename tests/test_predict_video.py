@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from experiments import tracking
 from experiments.cli import main
-from experiments.logged_run import is_final_metric
+from experiments.tracking import final_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +112,7 @@ def test_a_moving_shapes_run_reproduces_with_identical_metrics(logged, capsys):
     [copy] = client.search_runs(
         [client.get_run(logged.shapes).info.experiment_id], f"tags.`stw.reproduces` = '{logged.shapes}'"
     )
-    final = lambda run_id: {k: v for k, v in client.get_run(run_id).data.metrics.items() if is_final_metric(k)}  # noqa: E731
+    final = lambda run_id: final_metrics(client.get_run(run_id).data.metrics)  # noqa: E731
     assert "test_acc" in final(logged.shapes) and final(copy.info.run_id) == final(logged.shapes)
     assert "reproduced: all" in capsys.readouterr().out
 

@@ -13,10 +13,10 @@ from mlflow.tracking import MlflowClient
 
 from experiments import tracking
 from experiments.cli import main
-from experiments.logged_run import is_final_metric
 from experiments.reproduce import code_check
 from experiments.sweep.cli import build_plan, sweep_parser
 from experiments.sweep.driver import run_sweep
+from experiments.tracking import final_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,7 @@ def _train(tracking_uri: str, *words: str) -> str:
 
 
 def _final(client: MlflowClient, run_id: str) -> dict[str, float]:
-    return {k: v for k, v in client.get_run(run_id).data.metrics.items() if is_final_metric(k)}
+    return final_metrics(client.get_run(run_id).data.metrics)
 
 
 def _reproduction_of(client: MlflowClient, run_id: str):

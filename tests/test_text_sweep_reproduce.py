@@ -9,9 +9,9 @@ from mlflow.tracking import MlflowClient
 
 from experiments import tracking
 from experiments.cli import main
-from experiments.logged_run import is_final_metric
 from experiments.sweep.cli import build_plan, sweep_parser
 from experiments.sweep.driver import run_sweep
+from experiments.tracking import final_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ def _clean_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _final(client: MlflowClient, run_id: str) -> dict[str, float]:
-    return {k: v for k, v in client.get_run(run_id).data.metrics.items() if is_final_metric(k)}
+    return final_metrics(client.get_run(run_id).data.metrics)
 
 
 def test_a_tiny_sms_sweep_over_cnn_and_rnn_completes_with_scored_child_runs(tmp_path, tracking_uri):

@@ -1,19 +1,20 @@
-"""Argument handling for `stw sweep`: turns the command line into a SweepPlan and prints the summary."""
+"""Argument handling for `stw sweep`: turns the command line into a SweepPlan and prints the summary.
+
+The parser needs nothing heavy, so `stw sweep --help` and argument errors answer at once; the driver (Optuna,
+Lightning, MLflow) is imported once the arguments are known to be good.
+"""
 
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from datamodules import dataset_class
 from experiments import tracking
-from experiments.config import ConfigError, config_from_dict
-from experiments.sweep.driver import SWEEP_DEFAULTS, SweepPlan, default_storage, run_sweep
-from experiments.sweep.report import summary_text
-from experiments.sweep.space import deep_merge, load_space, nest
-from lightning_modules import TASKS
+
+if TYPE_CHECKING:
+    from experiments.sweep.driver import SweepPlan
 
 EPILOG = """examples:
   stw sweep                                   a small default sweep on ETTh1 (a few minutes on 2 cores)
@@ -76,6 +77,11 @@ def sweep_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0, help="sampler seed")
     parser.add_argument(
+        "--max-failures", type=int, default=None,
+        help="stop once this many trials have failed in this sweep (default: the larger of 3 and --trials); "
+        "failed trials never count towards --trials",
+    )  # fmt: skip
+    parser.add_argument(
         "--heartbeat",
         type=int,
         default=10,
@@ -92,6 +98,8 @@ def sweep_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(words: list[str]) -> dict[str, Any]:
+    from datamodules.errors import ConfigError
+
     flat = {}
     for word in words:
         key, sep, value = word.partition("=")
@@ -101,7 +109,18 @@ def _overrides(words: list[str]) -> dict[str, Any]:
     return flat
 
 
-def build_plan(args: argparse.Namespace) -> SweepPlan:
+def build_plan(args: argparse.Namespace) -> "SweepPlan":
+    from datamodules import dataset_class
+    from datamodules.errors import ConfigError
+    from experiments.config import config_from_dict
+    from experiments.sweep.driver import SWEEP_DEFAULTS, SweepPlan, default_storage
+    from experiments.sweep.space import deep_merge, load_space, nest
+    from lightning_modules import TASKS
+
+    if args.trials < 1 or args.workers < 1:
+        raise ConfigError(
+            f"--trials and --workers must be at least 1, got --trials {args.trials} --workers {args.workers}"
+        )
     task = TASKS[dataset_class(args.data).task]
     families = (
         [f.strip() for f in args.families.split(",") if f.strip()] if args.families else list(task.sweep_families)
@@ -130,12 +149,15 @@ def build_plan(args: argparse.Namespace) -> SweepPlan:
         heartbeat=args.heartbeat,
         workers=args.workers,
         quiet=args.quiet,
+        max_failures=args.max_failures if args.max_failures is not None else max(3, args.trials),
     )
 
 
 def sweep_main(argv: list[str]) -> int:
     # key=value words may sit between options (`stw sweep a=1 --trials 5 b=2`), as with `stw train`.
     args = sweep_parser().parse_intermixed_args(argv)
+    from experiments.sweep.driver import run_sweep
+    from experiments.sweep.report import summary_text
     from experiments.train import is_quiet
 
     args.quiet = args.quiet or is_quiet()

@@ -7,6 +7,7 @@ retried on resume and their MLflow runs closed as KILLED. `--workers N` runs N p
 
 import multiprocessing
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
@@ -26,10 +28,8 @@ from experiments.config import config_from_dict, datamodule_for, metric_mode
 from experiments.interrupts import stop_like_ctrl_c
 from experiments.sweep.report import report_sweep
 from experiments.sweep.space import deep_merge, nest, sample_overrides
+from experiments.tracking import Tag, TrackedRun, final_metrics
 from experiments.train import run_training
-
-# Heartbeats and the retry callback are marked experimental in Optuna 5; they are what crash-safety rests on.
-warnings.filterwarnings("ignore", category=ExperimentalWarning)
 
 # A sweep's default epochs: enough for the ranking of families to settle, small enough for a few-minute demo.
 SWEEP_DEFAULTS = {"trainer": {"max_epochs": 6, "progress": False}}
@@ -56,6 +56,8 @@ class SweepPlan:
     heartbeat: int = 10
     workers: int = 1
     quiet: bool = False
+    max_failures: int = 3
+    first_trial: int = 0  # number of the first trial this sweep (not an earlier run of the study) started
     parent_run_id: str = ""
     extra_tags: dict[str, str] = field(default_factory=dict)
 
@@ -70,13 +72,12 @@ def make_storage(plan: SweepPlan) -> optuna.storages.BaseStorage | str:
     if not plan.storage.startswith(("sqlite", "postgresql", "mysql")):
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(plan.storage))
     engine = {"connect_args": {"timeout": 60}} if plan.storage.startswith("sqlite") else None
-    return RDBStorage(
-        plan.storage,
-        engine_kwargs=engine,
-        heartbeat_interval=plan.heartbeat,
-        grace_period=3 * plan.heartbeat,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-    )
+    with warnings.catch_warnings():
+        # Heartbeats and the retry callback are marked experimental in Optuna 5; they are what crash-safety rests on.
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return RDBStorage(plan.storage, engine_kwargs=engine, heartbeat_interval=plan.heartbeat,
+                          grace_period=3 * plan.heartbeat,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))  # fmt: skip
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -126,6 +127,41 @@ def trial_config(plan: SweepPlan, trial: optuna.Trial) -> dict[str, Any]:
     return config_from_dict(deep_merge(plan.base, chosen))
 
 
+class TrialSurplus(Exception):
+    """A trial started after the study already had its target: it is failed at once, without a run."""
+
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def surplus_reason(plan: SweepPlan, trial: optuna.Trial) -> str | None:
+    """Workers decide to start a trial at nearly the same moment; trial numbers are handed out atomically by the
+    storage, so counting the trials numbered before this one that finished or may still finish is exact."""
+    ahead = [t for t in trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+             if t.number < trial.number]  # fmt: skip
+    if len(ahead) >= plan.trials:
+        return f"the study already has its {plan.trials} trials finished or running"
+    return None
+
+
+class StopAfterFailures:
+    """Stops a worker once `plan.max_failures` trials of this sweep have failed: a broken config or data must not
+    loop for ever now that failed trials do not count towards --trials."""
+
+    def __init__(self, plan: SweepPlan) -> None:
+        self.plan = plan
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if failures(study, self.plan) >= self.plan.max_failures:
+            study.stop()
+
+
+def failures(study: optuna.Study, plan: SweepPlan) -> int:
+    """Trials of this sweep (not of earlier runs of the study) that failed, surplus ones aside."""
+    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+               if t.number >= plan.first_trial and not t.user_attrs.get("surplus"))  # fmt: skip
+
+
 class Objective:
     def __init__(self, plan: SweepPlan) -> None:
         self.plan = plan
@@ -133,13 +169,11 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         plan = self.plan
-        tags = {
-            "stw.study": plan.study,
-            "stw.trial_number": str(trial.number),
-            "stw.trial_state": "RUNNING",
-            "stw.role": "trial",
-            **plan.extra_tags,
-        }
+        if surplus := surplus_reason(plan, trial):
+            trial.set_user_attr("surplus", True)
+            raise TrialSurplus(surplus)
+        tags = {Tag.STUDY: plan.study, Tag.TRIAL_NUMBER: str(trial.number), Tag.TRIAL_STATE: "RUNNING",
+                Tag.ROLE: "trial", **plan.extra_tags}  # fmt: skip
         callbacks: list[Callback] = [LinkTrialToRun(trial)]
         if plan.pruner != "none":
             callbacks.append(PyTorchLightningPruningCallback(trial, monitor=plan.metric))
@@ -163,15 +197,14 @@ class Objective:
             self._mark(trial, "FAIL")
             raise
         self._mark(trial, "COMPLETE")
-        for name, value in result.metrics.items():
-            if name.startswith(("test_", "skill", "baseline_last", "baseline_majority")):
-                trial.set_user_attr(name, value)
+        for name, value in final_metrics(result.metrics).items():
+            trial.set_user_attr(name, value)
         return result.best_score
 
     def _mark(self, trial: optuna.Trial, state: str) -> None:
         run_id = trial.user_attrs.get("mlflow_run_id") or _run_of_trial(self.client, self.plan, trial.number)
         if run_id:
-            self.client.set_tag(run_id, "stw.trial_state", state)
+            self.client.set_tag(run_id, Tag.TRIAL_STATE, state)
 
 
 def _run_of_trial(client: MlflowClient, plan: SweepPlan, number: int) -> str | None:
@@ -181,26 +214,26 @@ def _run_of_trial(client: MlflowClient, plan: SweepPlan, number: int) -> str | N
         return None
     runs = client.search_runs(
         [experiment.experiment_id],
-        f"tags.`stw.study` = '{plan.study}' and tags.`stw.trial_number` = '{number}'",
+        f"tags.`{Tag.STUDY}` = '{plan.study}' and tags.`{Tag.TRIAL_NUMBER}` = '{number}'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
     return runs[0].info.run_id if runs else None
 
 
-def run_worker(plan: SweepPlan, n_trials: int, worker: int) -> None:
-    """One process's share of the study. Threads are split so N workers do not fight over the cores."""
+def run_worker(plan: SweepPlan, worker: int, timeout: float | None) -> None:
+    """One process on the study until it holds `plan.trials` finished trials (Optuna's MaxTrialsCallback counts
+    every worker's, on every machine; running ones count as finishing) or too many failed. Threads are split so
+    N workers do not fight over the cores."""
     stop_like_ctrl_c()  # spawned workers are stopped with SIGTERM (see run_workers)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(plan)
-    study.optimize(
-        Objective(plan),
-        n_trials=n_trials,
-        timeout=plan.timeout,
-        catch=(Exception,),
-        show_progress_bar=(worker == 0 and not plan.quiet),
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        target = MaxTrialsCallback(plan.trials, states=(*FINISHED, TrialState.RUNNING))
+    study.optimize(Objective(plan), timeout=timeout, catch=(Exception,), callbacks=[target, StopAfterFailures(plan)],
+                   show_progress_bar=(worker == 0 and not plan.quiet))  # fmt: skip
 
 
 def close_orphaned_runs(client: MlflowClient, plan: SweepPlan, study: optuna.Study) -> int:
@@ -213,29 +246,26 @@ def close_orphaned_runs(client: MlflowClient, plan: SweepPlan, study: optuna.Stu
         run
         for run in client.search_runs(
             [experiment.experiment_id],
-            f"tags.`stw.study` = '{plan.study}' and tags.`stw.role` = 'trial' and attributes.status = 'RUNNING'",
+            f"tags.`{Tag.STUDY}` = '{plan.study}' and tags.`{Tag.ROLE}` = 'trial' and attributes.status = 'RUNNING'",
         )
-        if run.data.tags.get("stw.trial_number") not in running_trials
+        if run.data.tags.get(Tag.TRIAL_NUMBER) not in running_trials
     ]
     for run in orphans:
-        client.set_tag(run.info.run_id, "stw.trial_state", "FAIL")
-        client.set_tag(run.info.run_id, "stw.error", "the sweep process was killed during this trial")
+        client.set_tag(run.info.run_id, Tag.TRIAL_STATE, "FAIL")
+        client.set_tag(run.info.run_id, Tag.ERROR, "the sweep process was killed during this trial")
         client.set_terminated(run.info.run_id, "KILLED")
     return len(orphans)
 
 
-def run_workers(plan: SweepPlan, n_trials: int) -> None:
-    """Split the remaining trials over the workers; each worker runs exactly its share."""
-    shares = [n_trials // plan.workers + (i < n_trials % plan.workers) for i in range(plan.workers)]
-    if plan.workers == 1:
-        run_worker(plan, shares[0], 0)
+def run_workers(plan: SweepPlan, remaining: int, timeout: float | None) -> None:
+    """At most one worker per remaining trial, so a nearly finished study does not start trials it does not need."""
+    workers = min(plan.workers, remaining)
+    if workers == 1:
+        run_worker(plan, 0, timeout)
         return
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch/SQLite state
-    processes = [
-        context.Process(target=run_worker, args=(plan, share, i), name=f"stw-sweep-worker-{i}")
-        for i, share in enumerate(shares)
-        if share > 0
-    ]
+    processes = [context.Process(target=run_worker, args=(plan, i, timeout), name=f"stw-sweep-worker-{i}")
+                 for i in range(workers)]  # fmt: skip
     for process in processes:
         process.start()
         time.sleep(0.5)  # stagger study creation on a fresh storage
@@ -252,62 +282,54 @@ def run_workers(plan: SweepPlan, n_trials: int) -> None:
         raise
 
 
-def _parent_run(client: MlflowClient, plan: SweepPlan, experiment_id: str, tags: dict[str, str]) -> str:
-    """The study's parent run: reopened when the study is resumed, else created."""
-    existing = client.search_runs(
-        [experiment_id],
-        f"tags.`stw.study` = '{plan.study}' and tags.`stw.role` = 'sweep'",
-        order_by=["attributes.start_time ASC"],
-        max_results=1,
-    )
-    if existing:
-        run_id = existing[0].info.run_id
-        client.update_run(run_id, status="RUNNING")
-        return run_id
-    return client.create_run(experiment_id, run_name=f"sweep-{plan.study}", tags=tags).info.run_id
+def run_until_done(plan: SweepPlan) -> None:
+    """Workers until the study holds `plan.trials` finished trials. A trial that was running when a worker stopped
+    and then failed leaves the study short, so workers start again for the rest, unless the sweep ran out of
+    time or of allowed failures."""
+    deadline = time.monotonic() + plan.timeout if plan.timeout else None
+    while True:
+        study = open_study(plan)
+        remaining = plan.trials - len(study.get_trials(deepcopy=False, states=FINISHED))
+        left = deadline - time.monotonic() if deadline is not None else None
+        if remaining <= 0 or (left is not None and left <= 0):
+            return
+        if failures(study, plan) >= plan.max_failures:
+            print(f"stw sweep: stopped after {plan.max_failures} failed trials with {remaining} still to run; "
+                  "their errors are in the trials table (`stw runs --sweep PARENT_RUN_ID`)", file=sys.stderr)  # fmt: skip
+            return
+        run_workers(plan, remaining, left)
+
+
+def existing_parent(client: MlflowClient, plan: SweepPlan, experiment_id: str) -> str | None:
+    """The study's parent run when the study is being resumed."""
+    found = client.search_runs([experiment_id], f"tags.`{Tag.STUDY}` = '{plan.study}' and tags.`{Tag.ROLE}` = 'sweep'",
+                               order_by=["attributes.start_time ASC"], max_results=1)  # fmt: skip
+    return found[0].info.run_id if found else None
 
 
 def sweep_tags(plan: SweepPlan, fingerprint: str) -> dict[str, str]:
-    return {
-        "stw.tool": "st-workbench",
-        "stw.role": "sweep",
-        "stw.study": plan.study,
-        "stw.storage": plan.storage,
-        "stw.sampler": plan.sampler,
-        "stw.pruner": plan.pruner,
-        "stw.metric": plan.metric,
-        "stw.families": ",".join(plan.families),
-        "stw.data": plan.data,
-        "stw.data_fingerprint": fingerprint,
-        "stw.command": tracking.command_line(),
-        **tracking.git_state(),
-        **tracking.package_versions(),
-        **plan.extra_tags,
-    }
+    return {Tag.ROLE: "sweep", Tag.STUDY: plan.study, "stw.storage": plan.storage, "stw.sampler": plan.sampler,
+            "stw.pruner": plan.pruner, "stw.metric": plan.metric, "stw.families": ",".join(plan.families),
+            Tag.DATA: plan.data, Tag.FINGERPRINT: fingerprint, **tracking.provenance_tags(), **plan.extra_tags}  # fmt: skip
 
 
 def run_sweep(plan: SweepPlan) -> tuple[optuna.Study, str]:
-    """Run (or resume) the study; returns it and the parent run ID. The parent is closed FINISHED,
-    or KILLED/FAILED when the sweep itself is interrupted."""
+    """Run (or resume) the study; returns it and the parent run ID. The parent is a TrackedRun: closed FINISHED,
+    or KILLED/FAILED when the sweep itself is interrupted or fails."""
     client = MlflowClient(plan.tracking_uri)
     experiment_id = tracking.experiment_id(client, plan.data, plan.tracking_uri)
     study = open_study(plan)
-    optuna.storages.fail_stale_trials(study)  # trials of a killed sweep whose heartbeat stopped: FAIL, then retried
-    plan.parent_run_id = _parent_run(client, plan, experiment_id, sweep_tags(plan, base_fingerprint(plan)))
-    close_orphaned_runs(client, plan, study)
-    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-    status = "FINISHED"
-    try:
-        run_workers(plan, max(plan.trials - done, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # trials of a killed sweep whose heartbeat stopped: FAIL, then retried
+    plan.first_trial = len(study.get_trials(deepcopy=False))
+    tags = sweep_tags(plan, base_fingerprint(plan))
+    resumed = existing_parent(client, plan, experiment_id)
+    with TrackedRun(plan.tracking_uri, plan.data, f"sweep-{plan.study}", tags, resume_run_id=resumed) as parent:
+        plan.parent_run_id = parent.run_id
+        close_orphaned_runs(client, plan, study)
+        run_until_done(plan)
         report_sweep(client, plan, open_study(plan))
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    except BaseException:
-        status = "FAILED"
-        raise
-    finally:
-        client.set_terminated(plan.parent_run_id, status)
     return open_study(plan), plan.parent_run_id
 
 

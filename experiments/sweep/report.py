@@ -36,6 +36,8 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, family, objective, test metrics, duration, MLflow run ID."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get("surplus"):  # started after the target was reached; never trained
+            continue
         duration = (
             (trial.datetime_complete - trial.datetime_start).total_seconds()
             if trial.datetime_complete and trial.datetime_start
