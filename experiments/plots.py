@@ -1,19 +1,21 @@
-"""Figures logged with runs: people would rather look at a learning curve than read one."""
+"""Figures logged with runs: people would rather look at a learning curve than read one.
+
+Drawn on plain matplotlib Figures, which need no GUI backend and no pyplot state: runs happen on servers and in CI.
+"""
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: runs happen on servers and in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def learning_curves(history: dict[str, list[tuple[int, float]]], path: Path, title: str) -> Path:
     """One line per metric over epochs: `history` maps a metric name to (epoch, value) pairs."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     for name, points in sorted(history.items()):
         if points:
             epochs, values = zip(*points, strict=False)
@@ -23,7 +25,6 @@ def learning_curves(history: dict[str, list[tuple[int, float]]], path: Path, tit
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -39,7 +40,8 @@ def forecast_vs_actual(
 ) -> Path:
     """One panel per test window: the lookback, the truth after it, and the model's forecast (original units)."""
     n = len(actual)
-    fig, axes = plt.subplots(n, 1, figsize=(9, 2.4 * n), squeeze=False)
+    fig = Figure(figsize=(9, 2.4 * n))
+    axes = fig.subplots(n, 1, squeeze=False)
     for i, ax in enumerate(axes[:, 0]):
         ax.plot(context_time[i], context[i], color="0.6", lw=1, label="lookback")
         ax.plot(target_time[i], actual[i], color="black", lw=1.2, label="actual")
@@ -51,14 +53,13 @@ def forecast_vs_actual(
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 MAX_ANNOTATED_CLASSES = 20  # beyond this the numbers overlap; the colours still read
 
 
-def _annotate(ax: plt.Axes, values: np.ndarray, fmt: str) -> None:
+def _annotate(ax: Axes, values: np.ndarray, fmt: str) -> None:
     for (i, j), value in np.ndenumerate(values):
         dark = value > values.max() / 2
         ax.text(j, i, fmt.format(value), ha="center", va="center", color="white" if dark else "black", fontsize=8)
@@ -69,7 +70,8 @@ def confusion_matrix(counts: np.ndarray, class_names: list[str], path: Path, tit
     rows = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
     size = min(2.5 + 0.45 * len(class_names), 12)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    fig = Figure(figsize=(2 * size + 1, size))
+    axes = fig.subplots(1, 2)
     panels = ((axes[0], counts, "count", "{:.0f}"), (axes[1], shares, "share of true class", "{:.2f}"))
     for ax, values, label, fmt in panels:
         image = ax.imshow(values, cmap="Blues", vmin=0, vmax=max(values.max(), 1e-9))
@@ -83,14 +85,14 @@ def confusion_matrix(counts: np.ndarray, class_names: list[str], path: Path, tit
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def compare_learning_curves(histories: dict[str, dict[str, list[tuple[int, float]]]], path: Path, title: str) -> Path:
     """One panel per metric, one line per run: `histories` maps a run's label to {metric: (epoch, value) pairs}."""
     metrics = sorted({name for history in histories.values() for name in history})
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
+    fig = Figure(figsize=(6 * len(metrics), 4))
+    axes = fig.subplots(1, len(metrics), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=False):
         for run, history in histories.items():
             if points := history.get(metric):
@@ -103,5 +105,4 @@ def compare_learning_curves(histories: dict[str, dict[str, list[tuple[int, float
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -139,6 +139,20 @@ def test_a_run_from_other_code_is_refused_unless_allowed(store, capsys):
     assert _reproduction_of(client, run_id)[0].data.tags["stw.reproduce_allowed"] == "code"
 
 
+def test_a_run_trained_with_other_package_versions_is_refused_naming_each_unless_allowed(store, capsys):
+    run_id = _train(store, "--model", "linear")
+    client = MlflowClient(store)
+    client.set_tag(run_id, "stw.version.torch", "1.0.0")
+    client.set_tag(run_id, "stw.version.numpy", "1.2.3")
+    assert main(["reproduce", run_id, "--tracking-uri", store]) == 2
+    error = capsys.readouterr().err
+    assert "the packages differ" in error and "--allow-package-change" in error
+    assert "torch 1.0.0 in the run" in error and "numpy 1.2.3 in the run" in error and "lightning" not in error
+    assert not _reproduction_of(client, run_id)
+    assert main(["reproduce", run_id, "--tracking-uri", store, "--allow-package-change", "--quiet"]) == 0
+    assert _reproduction_of(client, run_id)[0].data.tags["stw.reproduce_allowed"] == "package"
+
+
 def test_an_unknown_run_id_is_a_clear_error(store, capsys):
     assert main(["reproduce", "0" * 32, "--tracking-uri", store]) == 2
     error = capsys.readouterr().err
