@@ -15,7 +15,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from experiments.sweep.cli import build_plan, sweep_parser
-from experiments.sweep.driver import open_study, run_sweep
+from experiments.sweep.driver import run_sweep
+from experiments.sweep.study import open_study
 
 pytestmark = pytest.mark.slow
 
@@ -242,3 +243,59 @@ def test_two_workers_run_exactly_the_requested_trials(tmp_path):
     assert sorted(numbers) == [0, 1, 2, 3]
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     assert len(_runs(plan, "trial")) == 4
+
+
+def test_a_resume_started_at_once_after_sigkill_leaves_no_run_running(tmp_path):
+    """The killed trial's heartbeat is not stale yet when the resume starts: the resume waits for it to go stale,
+    then Optuna fails and retries it and its run is closed KILLED at that moment."""
+    words = ["--trials", "3", "--families", "linear", "--pruner", "none", "--heartbeat", "1",
+             "trainer.max_epochs=30", "trainer.patience=0"]  # fmt: skip
+    sweep = subprocess.Popen(_stw_sweep(tmp_path, *words), cwd=tmp_path, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    _wait_for_trials(storage, lambda trials: bool(trials) and _training(trials[-1]))
+    os.killpg(sweep.pid, signal.SIGKILL)
+    sweep.wait()
+    subprocess.run(_stw_sweep(tmp_path, *words), cwd=tmp_path, check=True, capture_output=True)  # no pause
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 3
+    assert TrialState.RUNNING not in {t.state for t in study.trials}
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ett").experiment_id])
+    assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []
+    assert "KILLED" in {r.info.status for r in runs}
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_resumed_sweep_does_not_replay_the_configurations_it_already_tried(tmp_path, sampler):
+    space = _space(tmp_path, {"optim.lr": {"float": [1e-4, 1e-2], "log": True}})
+    words = ["--families", "linear", "--pruner", "none", "--sampler", sampler, "--space", space]
+    first, _ = run_sweep(_plan(tmp_path, "--trials", "2", *words))
+    first_lrs = [t.params["optim.lr"] for t in first.trials]
+    resumed, _ = run_sweep(_plan(tmp_path, "--trials", "4", *words))
+    lrs = [t.params["optim.lr"] for t in resumed.trials]
+    assert len(lrs) == 4 and len(set(lrs)) == 4
+    assert lrs[:2] == first_lrs
+
+
+def test_a_zero_byte_or_overwritten_study_store_is_refused_by_name(tmp_path):
+    from datamodules.errors import TrackingError
+
+    store = tmp_path / "optuna.db"
+    store.write_bytes(b"")
+    with pytest.raises(TrackingError, match="empty file"):
+        run_sweep(_plan(tmp_path, "--trials", "1", "--families", "linear"))
+    store.write_text("not a database at all\n" * 10)
+    with pytest.raises(TrackingError, match="not an SQLite database"):
+        run_sweep(_plan(tmp_path, "--trials", "1", "--families", "linear"))
+
+
+def test_a_new_study_store_is_never_attached_to_the_old_parent_run(tmp_path):
+    from datamodules.errors import TrackingError
+
+    plan = _plan(tmp_path, "--trials", "2", "--families", "linear", "--pruner", "none")
+    run_sweep(plan)
+    (tmp_path / "optuna.db").rename(tmp_path / "optuna-old.db")  # the store is lost; MLflow still has the parent
+    with pytest.raises(TrackingError, match="trial runs numbered up to 1"):
+        run_sweep(_plan(tmp_path, "--trials", "4", "--families", "linear", "--pruner", "none"))
+    assert len(_runs(plan, "trial")) == 2

@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from experiments.sweep import driver
+from experiments.sweep import study as study_module
 from experiments.sweep.cli import build_plan, sweep_parser
 from experiments.tracking import Tag
 
@@ -49,7 +50,7 @@ def _all_runs(plan):
 
 @pytest.mark.parametrize(("data", "words"), [("sms", TINY_TEXT), ("moving-shapes", TINY_SHAPES)])
 def test_pruned_classification_trials_are_pruned_and_their_runs_finished(tmp_path, monkeypatch, data, words):
-    monkeypatch.setattr(driver, "make_pruner", lambda name: PruneEveryTrial())
+    monkeypatch.setattr(study_module, "make_pruner", lambda name: PruneEveryTrial())
     plan = _plan(tmp_path, data, "--trials", "2", "--families", "cnn" if data == "sms" else "rnn", *words)
     study, _ = driver.run_sweep(plan)
     assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.PRUNED]
@@ -85,12 +86,3 @@ def test_a_sweep_whose_every_trial_fails_stops_after_max_failures(tmp_path, monk
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 3
     assert "stopped after 3 failed trials" in capsys.readouterr().err
     assert MlflowClient(plan.tracking_uri).get_run(parent).info.status == "FINISHED"
-
-
-def test_two_workers_finish_exactly_the_requested_trials(tmp_path):
-    plan = _plan(tmp_path, "ett", "--trials", "3", "--workers", "2", "--families", "linear", "--pruner", "none",
-                 *TINY_ETT)  # fmt: skip
-    study, _ = driver.run_sweep(plan)
-    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(finished) == 3
-    assert len(_trial_runs(plan)) == len([t for t in study.trials if not t.user_attrs.get("surplus")])

@@ -14,7 +14,7 @@ import yaml
 from experiments import tracking
 
 if TYPE_CHECKING:
-    from experiments.sweep.driver import SweepPlan
+    from experiments.sweep.study import SweepPlan
 
 EPILOG = """examples:
   stw sweep                                   a small default sweep on ETTh1 (a few minutes on 2 cores)
@@ -113,8 +113,9 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
     from datamodules import dataset_class
     from datamodules.errors import ConfigError
     from experiments.config import config_from_dict
-    from experiments.sweep.driver import SWEEP_DEFAULTS, SweepPlan, default_storage
+    from experiments.sweep.driver import SWEEP_DEFAULTS
     from experiments.sweep.space import deep_merge, load_space, nest
+    from experiments.sweep.study import SweepPlan, default_storage
     from lightning_modules import TASKS
 
     if args.trials < 1 or args.workers < 1:

@@ -10,7 +10,6 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -18,96 +17,22 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 from optuna.exceptions import ExperimentalWarning
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
+from datamodules.errors import TrackingError
 from experiments import tracking
-from experiments.config import config_from_dict, datamodule_for, metric_mode
+from experiments.config import config_from_dict, datamodule_for
 from experiments.interrupts import stop_like_ctrl_c
 from experiments.sweep.report import report_sweep
 from experiments.sweep.space import deep_merge, nest, sample_overrides
+from experiments.sweep.study import FINISHED, SweepPlan, close_trial_run, failures, open_study, trial_run_id
 from experiments.tracking import Tag, TrackedRun, final_metrics
 from experiments.train import run_training
 
 # A sweep's default epochs: enough for the ranking of families to settle, small enough for a few-minute demo.
 SWEEP_DEFAULTS = {"trainer": {"max_epochs": 6, "progress": False}}
-
-
-@dataclass
-class SweepPlan:
-    """Everything a worker process needs; plain data so it crosses a process boundary."""
-
-    data: str
-    families: list[str]
-    trials: int
-    timeout: float | None
-    study: str
-    storage: str
-    tracking_uri: str
-    sampler: str
-    pruner: str
-    metric: str
-    base: dict[str, Any]
-    space: dict[str, Any]
-    fixed: list[str]
-    seed: int = 0
-    heartbeat: int = 10
-    workers: int = 1
-    quiet: bool = False
-    max_failures: int = 3
-    first_trial: int = 0  # number of the first trial this sweep (not an earlier run of the study) started
-    parent_run_id: str = ""
-    extra_tags: dict[str, str] = field(default_factory=dict)
-
-
-def default_storage() -> str:
-    tracking.STORE_DIR.mkdir(exist_ok=True)
-    return f"sqlite:///{(tracking.STORE_DIR / 'optuna.db').resolve()}"
-
-
-def make_storage(plan: SweepPlan) -> optuna.storages.BaseStorage | str:
-    """RDB URLs get heartbeats and retries of crashed trials; journal files (path ending .log) do not."""
-    if not plan.storage.startswith(("sqlite", "postgresql", "mysql")):
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(plan.storage))
-    engine = {"connect_args": {"timeout": 60}} if plan.storage.startswith("sqlite") else None
-    with warnings.catch_warnings():
-        # Heartbeats and the retry callback are marked experimental in Optuna 5; they are what crash-safety rests on.
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        return RDBStorage(plan.storage, engine_kwargs=engine, heartbeat_interval=plan.heartbeat,
-                          grace_period=3 * plan.heartbeat,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))  # fmt: skip
-
-
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    samplers = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
-    }
-    return samplers[name]()
-
-
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
-    pruners = {
-        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-        "hyperband": lambda: optuna.pruners.HyperbandPruner(),
-        "none": lambda: optuna.pruners.NopPruner(),
-    }
-    return pruners[name]()
-
-
-def open_study(plan: SweepPlan) -> optuna.Study:
-    direction = "maximize" if metric_mode(plan.metric) == "max" else "minimize"
-    return optuna.create_study(
-        storage=make_storage(plan),
-        study_name=plan.study,
-        direction=direction,
-        sampler=make_sampler(plan.sampler, plan.seed),
-        pruner=make_pruner(plan.pruner),
-        load_if_exists=True,
-    )
 
 
 class LinkTrialToRun(Callback):
@@ -131,9 +56,6 @@ class TrialSurplus(Exception):
     """A trial started after the study already had its target: it is failed at once, without a run."""
 
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
 def surplus_reason(plan: SweepPlan, trial: optuna.Trial) -> str | None:
     """Workers decide to start a trial at nearly the same moment; trial numbers are handed out atomically by the
     storage, so counting the trials numbered before this one that finished or may still finish is exact."""
@@ -154,12 +76,6 @@ class StopAfterFailures:
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if failures(study, self.plan) >= self.plan.max_failures:
             study.stop()
-
-
-def failures(study: optuna.Study, plan: SweepPlan) -> int:
-    """Trials of this sweep (not of earlier runs of the study) that failed, surplus ones aside."""
-    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-               if t.number >= plan.first_trial and not t.user_attrs.get("surplus"))  # fmt: skip
 
 
 class Objective:
@@ -202,23 +118,8 @@ class Objective:
         return result.best_score
 
     def _mark(self, trial: optuna.Trial, state: str) -> None:
-        run_id = trial.user_attrs.get("mlflow_run_id") or _run_of_trial(self.client, self.plan, trial.number)
-        if run_id:
+        if run_id := trial_run_id(self.client, self.plan, trial):
             self.client.set_tag(run_id, Tag.TRIAL_STATE, state)
-
-
-def _run_of_trial(client: MlflowClient, plan: SweepPlan, number: int) -> str | None:
-    """A trial that failed before training has no run ID attribute yet; find its run by tags."""
-    experiment = client.get_experiment_by_name(plan.data)
-    if experiment is None:
-        return None
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        f"tags.`{Tag.STUDY}` = '{plan.study}' and tags.`{Tag.TRIAL_NUMBER}` = '{number}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0].info.run_id if runs else None
 
 
 def run_worker(plan: SweepPlan, worker: int, timeout: float | None) -> None:
@@ -228,7 +129,7 @@ def run_worker(plan: SweepPlan, worker: int, timeout: float | None) -> None:
     stop_like_ctrl_c()  # spawned workers are stopped with SIGTERM (see run_workers)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(plan)
+    study = open_study(plan, worker)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         target = MaxTrialsCallback(plan.trials, states=(*FINISHED, TrialState.RUNNING))
@@ -236,25 +137,10 @@ def run_worker(plan: SweepPlan, worker: int, timeout: float | None) -> None:
                    show_progress_bar=(worker == 0 and not plan.quiet))  # fmt: skip
 
 
-def close_orphaned_runs(client: MlflowClient, plan: SweepPlan, study: optuna.Study) -> int:
-    """Child runs still RUNNING whose trial is no longer running (a killed sweep) become KILLED."""
-    experiment = client.get_experiment_by_name(plan.data)
-    if experiment is None:
-        return 0
-    running_trials = {str(t.number) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    orphans = [
-        run
-        for run in client.search_runs(
-            [experiment.experiment_id],
-            f"tags.`{Tag.STUDY}` = '{plan.study}' and tags.`{Tag.ROLE}` = 'trial' and attributes.status = 'RUNNING'",
-        )
-        if run.data.tags.get(Tag.TRIAL_NUMBER) not in running_trials
-    ]
-    for run in orphans:
-        client.set_tag(run.info.run_id, Tag.TRIAL_STATE, "FAIL")
-        client.set_tag(run.info.run_id, Tag.ERROR, "the sweep process was killed during this trial")
-        client.set_terminated(run.info.run_id, "KILLED")
-    return len(orphans)
+def close_orphaned_runs(client: MlflowClient, plan: SweepPlan, study: optuna.Study) -> None:
+    """Child runs still RUNNING whose trial is no longer running (its process was killed) become KILLED."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        close_trial_run(client, plan, trial, "its sweep process was killed during it")
 
 
 def run_workers(plan: SweepPlan, remaining: int, timeout: float | None) -> None:
@@ -289,15 +175,29 @@ def run_until_done(plan: SweepPlan) -> None:
     deadline = time.monotonic() + plan.timeout if plan.timeout else None
     while True:
         study = open_study(plan)
-        remaining = plan.trials - len(study.get_trials(deepcopy=False, states=FINISHED))
+        fail_stale_trials(study)
+        finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         left = deadline - time.monotonic() if deadline is not None else None
-        if remaining <= 0 or (left is not None and left <= 0):
+        if finished >= plan.trials or (left is not None and left <= 0):
             return
         if failures(study, plan) >= plan.max_failures:
-            print(f"stw sweep: stopped after {plan.max_failures} failed trials with {remaining} still to run; "
-                  "their errors are in the trials table (`stw runs --sweep PARENT_RUN_ID`)", file=sys.stderr)  # fmt: skip
+            print(f"stw sweep: stopped after {plan.max_failures} failed trials with {plan.trials - finished} still to "
+                  "run; their errors are in the trials table (`stw runs --sweep PARENT_RUN_ID`)", file=sys.stderr)  # fmt: skip
             return
-        run_workers(plan, remaining, left)
+        if finished + running >= plan.trials:
+            # The rest are running elsewhere: on another machine, or in a killed process whose heartbeat has not
+            # gone stale yet (fail_stale_trials then fails and retries it, and closes its run).
+            time.sleep(plan.heartbeat)
+            continue
+        run_workers(plan, plan.trials - finished - running, left)
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Trials whose heartbeat stopped become FAIL, are retried, and their runs closed (see study.CloseRunAndRetry)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def existing_parent(client: MlflowClient, plan: SweepPlan, experiment_id: str) -> str | None:
@@ -305,6 +205,20 @@ def existing_parent(client: MlflowClient, plan: SweepPlan, experiment_id: str) -
     found = client.search_runs([experiment_id], f"tags.`{Tag.STUDY}` = '{plan.study}' and tags.`{Tag.ROLE}` = 'sweep'",
                                order_by=["attributes.start_time ASC"], max_results=1)  # fmt: skip
     return found[0].info.run_id if found else None
+
+
+def check_parent_matches(client: MlflowClient, plan: SweepPlan, parent_run_id: str, held: int) -> None:
+    """A study store that was replaced or emptied would attach a new study to the old parent run, whose trial
+    runs it does not hold (trial numbers would repeat); refuse that."""
+    experiment = client.get_run(parent_run_id).info.experiment_id
+    children = client.search_runs([experiment], f"tags.`{Tag.PARENT}` = '{parent_run_id}'")
+    numbers = [int(n) for run in children if (n := run.data.tags.get(Tag.TRIAL_NUMBER)) is not None]
+    if numbers and max(numbers) >= held:
+        raise TrackingError(
+            f"the study store {plan.storage} holds {held} trials of study {plan.study!r}, but its MLflow parent run "
+            f"{parent_run_id} has trial runs numbered up to {max(numbers)}: the store was replaced, emptied or is "
+            "another one. Point --storage at the study's own store, or start a new study with another --study name"
+        )
 
 
 def sweep_tags(plan: SweepPlan, fingerprint: str) -> dict[str, str]:
@@ -319,12 +233,12 @@ def run_sweep(plan: SweepPlan) -> tuple[optuna.Study, str]:
     client = MlflowClient(plan.tracking_uri)
     experiment_id = tracking.experiment_id(client, plan.data, plan.tracking_uri)
     study = open_study(plan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # trials of a killed sweep whose heartbeat stopped: FAIL, then retried
+    fail_stale_trials(study)
     plan.first_trial = len(study.get_trials(deepcopy=False))
     tags = sweep_tags(plan, base_fingerprint(plan))
     resumed = existing_parent(client, plan, experiment_id)
+    if resumed:
+        check_parent_matches(client, plan, resumed, plan.first_trial)
     with TrackedRun(plan.tracking_uri, plan.data, f"sweep-{plan.study}", tags, resume_run_id=resumed) as parent:
         plan.parent_run_id = parent.run_id
         close_orphaned_runs(client, plan, study)
