@@ -128,6 +128,9 @@ def reproduce_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--allow-data-change", action="store_true", help="retrain even if the data's fingerprint differs from the run's"
     )
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="your data folder (default: $STW_DATA_DIR, else ./data); the run's stored data.root and "
+                        "cache_dir are never followed, and a differing one is listed")  # fmt: skip
     parser.add_argument("--allow-package-change", action="store_true",
                         help="retrain even if torch, lightning, numpy or another recorded package has another version")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar or model summary")

@@ -87,7 +87,12 @@ class LoggedRun:
             return f"; it is a sweep's parent run: pick one of its trials with `stw runs --sweep {self.run_id}`"
         if error := self.tags.get(Tag.ERROR):
             return f"; it failed with: {error}"
-        return "; it did not finish logging: choose a run that completed"
+        if self.tags.get(Tag.TRIAL_STATE) == "PRUNED":
+            return "; it is a pruned sweep trial, stopped before it was tested: choose a completed trial"
+        if self.run.info.status == "FINISHED":
+            return ("; it finished without writing it (it was stopped before its first validation, or its artifacts "
+                    "were deleted from the store): choose another run or retrain it")  # fmt: skip
+        return f"; it is {self.run.info.status}, so it did not finish logging: choose a run that completed"
 
     def download(self, name: str) -> Path:
         self.folder = self.folder or Path(tempfile.mkdtemp(prefix="stw-run-artifacts-"))
@@ -102,7 +107,14 @@ class LoggedRun:
 
     def config(self) -> dict[str, Any]:
         """The run's exact config, rebuilt and validated from its saved config.yaml (never from the flat params)."""
-        return config_from_dict(yaml.safe_load(self.text(CONFIG)))
+        try:
+            stored = yaml.safe_load(self.text(CONFIG))
+        except yaml.YAMLError as error:  # safe_load refuses tags (!!python/...): a tampered file is refused here
+            raise RunError(f"run {self.run_id}: its {CONFIG} is not a valid run config ({error}); it was edited "
+                           "or damaged after the run, so the run cannot be rebuilt from it") from None  # fmt: skip
+        if not isinstance(stored, dict):
+            raise RunError(f"run {self.run_id}: its {CONFIG} holds {type(stored).__name__}, not a run config")
+        return config_from_dict(stored)
 
 
 @contextmanager

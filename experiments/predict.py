@@ -185,8 +185,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"{path.name}: refused: the file holds objects other than tensors and plain data{detail}, which "
             "could run code when loaded; it is not a checkpoint stw wrote, so do not trust it"
         ) from None
-    except (RuntimeError, EOFError, KeyError, zipfile.BadZipFile) as error:
-        raise RunError(f"{path.name}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from None
+    except (RuntimeError, EOFError, KeyError, OSError, zipfile.BadZipFile) as error:  # OSError: a file cut short
+        raise RunError(f"{path.name}: not a readable PyTorch checkpoint, damaged or cut short "
+                       f"({type(error).__name__}: {error}); retrain the run or restore its artifacts") from None  # fmt: skip
     if not isinstance(checkpoint, dict) or not {"state_dict", "hyper_parameters"} <= checkpoint.keys():
         raise RunError(f"{path.name}: not a Lightning checkpoint with state_dict and hyper_parameters")
     return checkpoint

@@ -202,7 +202,21 @@ def package_difference(run: LoggedRun, current: dict[str, str]) -> Difference | 
     return Difference("package", "the packages differ from the run's:", details, fix) if details else None
 
 
-def check_run(run: LoggedRun, allowed: dict[str, bool]) -> Plan:
+# Config keys that say where data lives or is written (not what it is): a stored config is data from a tracking
+# server, so a reproduction never follows them; it uses this user's data folder (--data-root, $STW_DATA_DIR).
+LOCATION_KEYS = ("root", "cache_dir")
+
+
+def in_this_data_folder(config: dict[str, Any], data_root: str | None) -> tuple[dict[str, Any], list[str]]:
+    """The config with its data locations replaced by this user's, and a note for each stored one that differs."""
+    data = dict(config["data"])
+    notes = [f"data.{key}: the run used {data[key]}; reproducing in {data_root or 'the data folder ($STW_DATA_DIR)'}"
+             for key in LOCATION_KEYS if data.get(key) not in (None, data_root)]  # fmt: skip
+    data.update({key: data_root for key in LOCATION_KEYS if key in data})
+    return {**config, "data": data}, notes
+
+
+def check_run(run: LoggedRun, allowed: dict[str, bool], data_root: str | None = None) -> Plan:
     """Everything that must hold before retraining; raises ReproduceRefused listing every blocking difference."""
     run.require(CONFIG, FINGERPRINT)
     if not run.final_metrics():
@@ -211,14 +225,15 @@ def check_run(run: LoggedRun, allowed: dict[str, bool]) -> Plan:
             f"run {run.run_id} logged no final test metrics ({state}), so there is nothing to "
             "compare a reproduction with; choose a run that finished testing"
         )
-    config = run.config()
+    config, location_notes = in_this_data_folder(run.config(), data_root)
     code = code_check(run.tags, tracking.git_state())
     found = (data_difference(run, config), code_difference(run, code.problems),
              package_difference(run, tracking.package_versions()))  # fmt: skip
     differences = [d for d in found if d is not None]
     if refused := [d.report(allowed=False) for d in differences if not allowed[d.kind]]:
         raise ReproduceRefused(f"refusing to reproduce run {run.run_id}:\n" + "\n".join(refused))
-    return Plan(config, code.notes + [d.report(allowed=True) for d in differences], [d.kind for d in differences])
+    notes = location_notes + code.notes + [d.report(allowed=True) for d in differences]
+    return Plan(config, notes, [d.kind for d in differences])
 
 
 def compare_final_metrics(original: dict[str, float], reproduced: dict[str, float]) -> list[MetricRow]:
@@ -248,7 +263,7 @@ def reproduce_main(args: argparse.Namespace) -> int:
 
     allowed = {"data": args.allow_data_change, "code": args.allow_code_change, "package": args.allow_package_change}
     with fetch_run(args.run_id, args.tracking_uri) as run:
-        plan = check_run(run, allowed)
+        plan = check_run(run, allowed, args.data_root)
         for note in plan.notes:
             print(f"note: {note}", file=sys.stderr)
         tags = {

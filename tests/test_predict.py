@@ -168,3 +168,23 @@ def test_a_tampered_checkpoint_is_refused_without_running_its_code(logged, share
     assert not marker.exists()
     torch.load(tampered, weights_only=False)  # the payload is live: an unrestricted load runs it
     assert marker.exists()
+
+
+@pytest.mark.parametrize("kept", [0, 0.25, 0.5, 0.9, 0.999])
+def test_a_checkpoint_cut_short_is_a_clear_error_whatever_its_length(logged, tmp_path, kept):
+    with fetch_run(logged.ett, logged.uri) as run:
+        whole = run.download("checkpoints/best.ckpt").read_bytes()
+    cut = tmp_path / "best.ckpt"
+    cut.write_bytes(whole[: int(len(whole) * kept)])
+    with pytest.raises(RunError, match="not a readable PyTorch checkpoint"):
+        load_checkpoint(cut)
+
+
+def test_a_config_with_a_yaml_tag_is_refused_as_an_invalid_config(logged, tmp_path, capsys):
+    client = MlflowClient(logged.uri)
+    with fetch_run(logged.ett, logged.uri) as genuine:
+        copy = client.create_run(genuine.run.info.experiment_id, tags={"stw.tool": "st-workbench"}).info.run_id
+        client.log_artifact(copy, str(genuine.download("preprocessing.json")))
+    client.log_text(copy, "data: !!python/object/apply:os.system ['touch x']\n", "config.yaml")
+    with fetch_run(copy, logged.uri) as run, pytest.raises(RunError, match="not a valid run config"):
+        run.config()

@@ -9,10 +9,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from experiments import tracking
 from experiments.cli import main
+from experiments.logged_run import fetch_run
 from experiments.reproduce import code_check
 from experiments.sweep.cli import build_plan, sweep_parser
 from experiments.sweep.driver import run_sweep
@@ -124,6 +126,22 @@ def test_allow_data_change_retrains_and_reports_the_differences(run_on_changed_d
         copy.data.tags["stw.data_fingerprint"] != client.get_run(run_on_changed_data).data.tags["stw.data_fingerprint"]
     )
     assert _final(client, copy.info.run_id)["test_mse"] != _final(client, run_on_changed_data)["test_mse"]
+
+
+def test_a_stored_data_root_is_never_followed_and_is_listed(store, tmp_path, capsys):
+    """A run's config.yaml is data from a tracking server: a tampered data.root must not send the reproduction
+    (which may download or cache files) into another folder."""
+    run_id = _train(store, "--model", "linear")
+    client = MlflowClient(store)
+    elsewhere = tmp_path / "elsewhere" / "data"
+    with fetch_run(run_id, store) as run:
+        config = yaml.safe_load(run.text("config.yaml"))
+    config["data"]["root"] = str(elsewhere)
+    client.log_text(run_id, yaml.safe_dump(config), "config.yaml")
+    capsys.readouterr()
+    assert main(["reproduce", run_id, "--tracking-uri", store, "--quiet"]) == 0
+    assert f"data.root: the run used {elsewhere}" in capsys.readouterr().err
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_a_run_from_other_code_is_refused_unless_allowed(store, capsys):
