@@ -41,6 +41,8 @@ class StwDataModule(pl.LightningDataModule):
 
     Options: ClassVar[type[DataOptions]] = DataOptions
     task: ClassVar[str]  # "forecast" or "classify": which LightningModule trains on it
+    # Why this dataset's test scores are not an evaluation (None for real datasets).
+    smoke_check: ClassVar[str | None] = None
     datasets: dict[str, Dataset]
 
     def __init__(self, options: DataOptions) -> None:

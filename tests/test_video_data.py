@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from datamodules import DATASETS, StwDataModule
 from datamodules.errors import DataError
 from datamodules.video.clips import ClipDataset, ClipSampling, ClipTransform
 from datamodules.video.datamodule import ClipOptions, FolderOptions, VideoFolder
@@ -115,6 +116,18 @@ def test_hmdb51_samples_put_every_clip_in_every_split_with_multi_clip_test_batch
     spec = module.spec
     assert spec["input_kind"] == "frames" and spec["frame_shape"] == [3, 12, 12] and spec["test_clips"] == 3
     assert spec["n_train"] == spec["n_val"] == spec["n_test"] == 6 and spec["class_counts"] == [1] * 6
+
+
+def test_hmdb51_samples_say_why_their_test_scores_are_no_evaluation_and_real_datasets_do_not() -> None:
+    assert Hmdb51Samples.smoke_check and "every split" in Hmdb51Samples.smoke_check
+    assert StwDataModule.smoke_check is None
+    assert all(DATASETS[name].smoke_check is None for name in ("video-folder", "moving-shapes", "gestures", "sms"))
+
+
+def test_setting_up_hmdb51_samples_warns_that_its_scores_are_training_fit() -> None:
+    module = Hmdb51Samples(ClipOptions(resize=16))
+    with pytest.warns(UserWarning, match="training fit"):
+        module.setup()
 
 
 def test_decoded_frames_are_cached_so_later_epochs_and_runs_never_decode(
