@@ -233,6 +233,34 @@ def test_a_ucf101_trainlist_keeps_its_test_list_and_carves_val_by_group(tmp_path
     assert len(module.clips["train"]) + len(module.clips["val"]) == len(lines["train"])
 
 
+def grouped_split_file(clips: Path, group_of: dict[str, str]) -> None:
+    """splits.csv listing tiny_folder's clips with the header clip,label,group; a clip not in group_of has none."""
+    rows = [
+        f"{label}/clip_{i},{label},{group_of.get(f'{label}/clip_{i}', '')}"
+        for label in ("dark", "light")
+        for i in range(4)
+    ]
+    (clips / "splits.csv").write_text("clip,label,group\n" + "\n".join(rows) + "\n")
+
+
+def test_one_clip_without_a_group_among_grouped_clips_is_an_error_naming_that_clip(tmp_path: Path) -> None:
+    clips = tiny_folder(tmp_path)
+    groups = {f"{label}/clip_{i}": f"person{i}" for label in ("dark", "light") for i in range(4)}
+    del groups["light/clip_2"]
+    grouped_split_file(clips, groups)
+    with pytest.raises(DataError, match=r"(?s)light/clip_2: no group.*7 of 8 clips have one.*group column"):
+        folder_module(clips, split_file="splits.csv").setup()
+
+
+def test_clips_without_any_group_are_split_stratified_by_class(tmp_path: Path) -> None:
+    clips = tiny_folder(tmp_path)
+    grouped_split_file(clips, {})
+    module = folder_module(clips, split_file="splits.csv", val_fraction=0.25, test_fraction=0.25)
+    module.setup()
+    for name in ("val", "test"):  # 0.25 of 4 clips per class: one clip of each class
+        assert sorted(c.label for c in module.clips[name]) == ["dark", "light"]
+
+
 # --- clip sampling and augmentation -------------------------------------------------------------------------------
 
 
