@@ -233,6 +233,36 @@ def test_a_ucf101_trainlist_keeps_its_test_list_and_carves_val_by_group(tmp_path
     assert len(module.clips["train"]) + len(module.clips["val"]) == len(lines["train"])
 
 
+def test_a_split_file_listing_one_clip_in_two_splits_is_an_error_naming_the_clip_both_splits_and_the_file(
+    tmp_path: Path,
+) -> None:
+    clips = tiny_folder(tmp_path)
+    rows = [
+        f"{label}/clip_{i},{label},{('train', 'val', 'test', 'train')[i]}"
+        for label in ("dark", "light")
+        for i in range(4)
+    ]
+    rows.append("light/clip_1,light,test")  # light/clip_1 is already in val
+    (clips / "splits.csv").write_text("clip,label,split\n" + "\n".join(rows) + "\n")
+    with pytest.raises(
+        DataError,
+        match=r"light/clip_1: listed in the val split \(.*splits\.csv line 7\) and in the test split \(.*splits\.csv line 10\)",
+    ):
+        folder_module(clips, split_file="splits.csv").setup()
+
+
+def test_a_ucf101_clip_in_both_the_train_and_the_test_list_is_an_error(tmp_path: Path) -> None:
+    for group in (1, 2):
+        write_clip(tmp_path / f"Archery/v_Archery_g0{group}_c01", flat_frames(3, 40 * group))
+    (tmp_path / "trainlist01.txt").write_text("Archery/v_Archery_g01_c01.avi 1\nArchery/v_Archery_g02_c01.avi 1\n")
+    (tmp_path / "testlist01.txt").write_text("Archery/v_Archery_g02_c01.avi\n")
+    with pytest.raises(
+        DataError,
+        match=r"v_Archery_g02_c01: listed in the train split \(.*trainlist01\.txt line 2\) and in the test split \(.*testlist01\.txt line 1\)",
+    ):
+        folder_module(tmp_path, split_file="trainlist01.txt").setup()
+
+
 def grouped_split_file(clips: Path, group_of: dict[str, str]) -> None:
     """splits.csv listing tiny_folder's clips with the header clip,label,group; a clip not in group_of has none."""
     rows = [
