@@ -52,7 +52,7 @@ class TextOptions(DataOptions):
         split_column: use this column's train/val/test values as the split instead of a random one.
         val_fraction: share of each class held out for validation (random split only).
         test_fraction: share of each class held out for testing (random split only).
-        seed: seed of the split, the training order and the weighted sampler.
+        seed: seeds the random split (the run's --seed seeds the training order and the weighted sampler).
         tokenizer: "word" (whole words) or "bpe" (subword byte-pair encoding).
         vocab_size: largest vocabulary, including <pad> and <unk>.
         min_freq: a word (or BPE merge) must occur this often in the training split to enter the vocabulary.
@@ -368,7 +368,7 @@ class TextDataModule(StwDataModule):
 
     def train_dataloader(self) -> DataLoader:
         train = self.datasets["train"]
-        generator = torch.Generator().manual_seed(self.options.seed)
+        generator = torch.Generator().manual_seed(self.options.shuffle_seed)
         if self.options.sampler == "weighted":
             # Each item weighs 1 / its class count, so every class is drawn equally often in expectation.
             item_weights = (1.0 / self.class_counts.double())[train.labels]

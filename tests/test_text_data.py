@@ -183,6 +183,13 @@ def test_class_counts_are_the_training_splits(sms_slice: Path) -> None:
     assert spec["class_counts"][1] < spec["class_counts"][0]  # spam is rarer: what task.class_weighting corrects
 
 
+def test_the_run_seed_reorders_training_batches_but_keeps_the_split_and_the_fingerprint(sms_slice: Path) -> None:
+    first, other = load(sms_slice, shuffle_seed=1), load(sms_slice, shuffle_seed=2)
+    assert all(split_texts(first, split) == split_texts(other, split) for split in ("train", "val", "test"))
+    assert first.fingerprint() == other.fingerprint()
+    assert not torch.equal(next(iter(first.train_dataloader()))[0], next(iter(other.train_dataloader()))[0])
+
+
 def test_weighted_sampler_draws_classes_about_equally_and_repeats_under_its_seed(sms_slice: Path) -> None:
     datamodule = load(sms_slice, sampler="weighted", batch_size=32)
     labels = torch.cat([y for _, y in datamodule.train_dataloader()])

@@ -19,6 +19,7 @@ from datamodules.video.decode import DecodeOptions, UnreadableClip, decode_video
 from datamodules.video.hmdb51 import Hmdb51Samples, hmdb51_class
 from datamodules.video.moving_shapes import DIRECTIONS, MovingShapes, MovingShapesOptions, render_clip
 from datamodules.video.throughput import loader_frames_per_second
+from experiments.config import datamodule_for, parse_run_args
 
 # Decoded frame counts and classes from video/PROVENANCE.md.
 HMDB51_FRAMES = {"climb": 242, "shoot_bow": 81, "punch": 172, "swing_baseball": 140, "golf": 89, "pour": 430}
@@ -364,6 +365,29 @@ def test_moving_shapes_is_deterministic_for_a_seed_balanced_and_written_beside_w
     spec = first.spec
     assert spec["class_names"] == sorted(DIRECTIONS) and spec["class_counts"] == [2] * 8
     assert spec["n_val"] == spec["n_test"] == 16 and spec["frame_shape"] == [1, 16, 16]
+
+
+def moving_shapes_for_run(root: Path, *words: str) -> MovingShapes:
+    """moving-shapes as `stw train` builds it from these CLI words."""
+    small = ["data.n_clips=4", "data.frame_size=16", "data.n_frames=6", "data.clip_len=4", "data.batch_size=4"]
+    config = parse_run_args(["--data", "moving-shapes", f"data.root={root}", *small, *words])
+    module = datamodule_for(config)
+    module.setup()
+    return module
+
+
+def test_moving_shapes_clips_depend_on_the_data_seed_and_not_on_the_run_seed(tmp_path: Path) -> None:
+    seed1, seed2 = moving_shapes_for_run(tmp_path, "seed=1"), moving_shapes_for_run(tmp_path, "seed=2")
+    assert torch.equal(seed1.datasets["train"].frames, seed2.datasets["train"].frames)
+    assert seed1.clips == seed2.clips  # the same split too
+    assert seed1.fingerprint() == seed2.fingerprint()
+    assert len(list((tmp_path / "generated").iterdir())) == 1
+    # The run's seed still orders the training batches.
+    assert not torch.equal(next(iter(seed1.train_dataloader()))[1], next(iter(seed2.train_dataloader()))[1])
+
+    other_data = moving_shapes_for_run(tmp_path, "seed=1", "data.seed=5")
+    assert not torch.equal(seed1.datasets["train"].frames, other_data.datasets["train"].frames)
+    assert seed1.fingerprint()["digest"] != other_data.fingerprint()["digest"]
 
 
 def test_moving_shapes_fall_back_to_the_cache_dir_when_the_data_root_is_read_only(
