@@ -390,13 +390,18 @@ def test_moving_shapes_clips_depend_on_the_data_seed_and_not_on_the_run_seed(tmp
     assert seed1.fingerprint()["digest"] != other_data.fingerprint()["digest"]
 
 
-def test_moving_shapes_fall_back_to_the_cache_dir_when_the_data_root_is_read_only(
-    shared_data: Path, tmp_path: Path
-) -> None:
-    module = MovingShapes(MovingShapesOptions(root=str(shared_data), cache_dir=str(tmp_path), n_clips=3, n_frames=4))
-    assert module.generated_folder().parent == tmp_path / "generated"
-    module.find_clips()
-    assert not (shared_data / "generated").exists()
+def test_moving_shapes_fall_back_to_the_cache_dir_when_the_data_root_is_read_only(tmp_path: Path) -> None:
+    # Mode r-x as the shared data folder has: the mode bits decide (datamodules.video.storage.is_writable), so the
+    # folder counts as read-only for root too, who could write there anyway.
+    root, cache = tmp_path / "data", tmp_path / "cache"
+    root.mkdir(mode=0o555)
+    try:
+        module = MovingShapes(MovingShapesOptions(root=str(root), cache_dir=str(cache), n_clips=3, n_frames=4))
+        assert module.generated_folder().parent == cache / "generated"
+        module.find_clips()
+        assert module.generated_folder().is_dir() and not (root / "generated").exists()
+    finally:
+        root.chmod(0o755)  # so pytest can delete tmp_path
 
 
 def test_one_moving_shapes_frame_does_not_reveal_the_direction_but_two_frames_do() -> None:
