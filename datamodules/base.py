@@ -22,17 +22,22 @@ class DataOptions:
         root: data folder; default $STW_DATA_DIR, else ./data.
         batch_size: windows or items per batch.
         download: fetch missing files from the dataset's public source (checked against sha256).
-        seed: the run's seed, passed down by the run (not a CLI option): split and batch order.
+        seed: seeds what the data is (generated clips, the random split), so seed-to-seed spread of runs
+            measures training, not data.
+        shuffle_seed: the run's seed, passed down by the run (not a CLI option): seeds only the training batch
+            order and the draws made per training batch (clip offsets, crops, flips), never what the data is.
     """
 
     root: str | None = None
     batch_size: int = 64
     download: bool = True
     seed: int = 0
+    shuffle_seed: int = 0
 
 
-# Options that say where or how fast data is read, never what the tensors hold: kept out of fingerprints.
-NON_SHAPING_OPTIONS = frozenset({"root", "batch_size", "download"})
+# Options that say where or how fast data is read, or in which order training sees it, never what the tensors
+# hold: kept out of fingerprints.
+NON_SHAPING_OPTIONS = frozenset({"root", "batch_size", "download", "shuffle_seed"})
 
 
 class StwDataModule(pl.LightningDataModule):
@@ -41,6 +46,8 @@ class StwDataModule(pl.LightningDataModule):
 
     Options: ClassVar[type[DataOptions]] = DataOptions
     task: ClassVar[str]  # "forecast" or "classify": which LightningModule trains on it
+    # Why this dataset's test scores are not an evaluation (None for real datasets).
+    smoke_check: ClassVar[str | None] = None
     datasets: dict[str, Dataset]
 
     def __init__(self, options: DataOptions) -> None:
@@ -48,7 +55,9 @@ class StwDataModule(pl.LightningDataModule):
         self.options = options
 
     def train_dataloader(self) -> DataLoader:
-        return batch_loader(self.datasets["train"], self.options.batch_size, shuffle=True, seed=self.options.seed)
+        return batch_loader(
+            self.datasets["train"], self.options.batch_size, shuffle=True, seed=self.options.shuffle_seed
+        )
 
     def val_dataloader(self) -> DataLoader:
         return batch_loader(self.datasets["val"], self.options.batch_size, shuffle=False)

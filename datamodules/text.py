@@ -1,7 +1,8 @@
 """Labelled text classification from one CSV/TSV file (default: the SMS Spam Collection, ham/spam).
 
 Reading order, each step guarding the next: decode the file strictly as UTF-8, parse it, check the
-columns and that no text is empty, drop exact duplicate texts (keep the first), split by message
+columns and that no text is empty, drop duplicate texts (those the tokenizer sees alike, whatever their
+case when lowercasing and their spacing; keep the first and its label), split by message
 (seeded and stratified, or the file's own split column), fit the tokenizer on the training split only,
 then encode every split once. Batches are (ids LongTensor [B, T] padded with pad id 0 to the batch's
 longest message, labels LongTensor [B]); training batches are drawn in length buckets to waste less padding.
@@ -27,7 +28,7 @@ from datamodules.base import DataOptions, StwDataModule
 from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
 from datamodules.paths import data_root
-from datamodules.text_vocab import PAD_ID, SPECIAL_TOKENS, TextTokenizer, fit_tokenizer
+from datamodules.text_vocab import PAD_ID, SPECIAL_TOKENS, TextTokenizer, fit_tokenizer, normalised
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class TextOptions(DataOptions):
         split_column: use this column's train/val/test values as the split instead of a random one.
         val_fraction: share of each class held out for validation (random split only).
         test_fraction: share of each class held out for testing (random split only).
-        seed: seed of the split, the training order and the weighted sampler.
+        seed: seeds the random split (the run's --seed seeds the training order and the weighted sampler).
         tokenizer: "word" (whole words) or "bpe" (subword byte-pair encoding).
         vocab_size: largest vocabulary, including <pad> and <unk>.
         min_freq: a word (or BPE merge) must occur this often in the training split to enter the vocabulary.
@@ -92,6 +93,11 @@ class TextOptions(DataOptions):
             )
         if self.vocab_size <= len(SPECIAL_TOKENS) or self.max_len < 1 or self.min_freq < 1:
             raise ConfigError(f"need vocab_size > {len(SPECIAL_TOKENS)}, max_len >= 1 and min_freq >= 1")
+
+
+def file_line(row: int, options: TextOptions) -> int:
+    """The line of the file holding table row `row` (0-based; blank lines are rows too)."""
+    return row + (2 if options.header else 1)
 
 
 def read_table(path: Path, options: TextOptions) -> pd.DataFrame:
@@ -138,11 +144,10 @@ def check_columns(table: pd.DataFrame, path: Path, options: TextOptions) -> None
             f"{path}: no column {', '.join(map(repr, missing))}; found {list(map(str, table.columns))}. "
             "Set --data.text_column/--data.label_column, or --data.header/--data.column_names/--data.sep"
         )
-    first_line = 2 if options.header else 1
     for column in needed:
         empty = np.flatnonzero(table[column].str.strip() == "")
         if len(empty):
-            lines = ", ".join(str(i + first_line) for i in empty[:10]) + (" ..." if len(empty) > 10 else "")
+            lines = ", ".join(str(file_line(i, options)) for i in empty[:10]) + (" ..." if len(empty) > 10 else "")
             raise DataError(f"{path}: column {column!r} is empty on {len(empty)} line(s): {lines}; fill or delete them")
 
 
@@ -195,17 +200,48 @@ class LabelledRows:
     labels: np.ndarray
     split: np.ndarray
     duplicates_removed: int
+    duplicates_conflicting: int  # removed duplicates whose label differs from the kept first occurrence's
+
+
+def drop_duplicates(table: pd.DataFrame, path: Path, options: TextOptions) -> tuple[pd.DataFrame, int]:
+    """The rows whose text the tokenizer sees differently from every earlier row's, and how many dropped rows
+    had another label than the kept one (shown in a warning, not resolved: the first row's label stays)."""
+    texts, labels = table[options.text_column], table[options.label_column].str.strip()
+    first_of: dict[str, int] = {}  # normalised text -> its first row
+    first = np.array(
+        [first_of.setdefault(normalised(text, options.lowercase), row) for row, text in enumerate(texts)], dtype=int
+    )
+    repeated = first != np.arange(len(table))
+    conflicting = np.flatnonzero(repeated & (labels.to_numpy() != labels.to_numpy()[first]))
+    unique = table[~repeated]
+    log.info(
+        "%s: removed %d duplicate texts (alike to the tokenizer; kept the first of each), %d remain",
+        path.name,
+        repeated.sum(),
+        len(unique),
+    )
+    if len(conflicting):
+        row = conflicting[0]
+        log.warning(
+            "%s: %d duplicate texts have another label than their first occurrence, whose label is kept: e.g. "
+            "line %d (%r) is %r but line %d (%r) is %r; correct the labels or delete the wrong lines",
+            path.name,
+            len(conflicting),
+            file_line(row, options),
+            texts.iloc[row],
+            labels.iloc[row],
+            file_line(first[row], options),
+            texts.iloc[first[row]],
+            labels.iloc[first[row]],
+        )
+    return unique, len(conflicting)
 
 
 def read_labelled_rows(path: Path, options: TextOptions) -> LabelledRows:
-    """Read and check the file, drop exact duplicate texts (keeping the first) and split what is left."""
+    """Read and check the file, drop duplicate texts (keeping the first) and split what is left."""
     table = read_table(path, options)
     check_columns(table, path, options)
-    unique = table.drop_duplicates(options.text_column, keep="first")
-    duplicates = len(table) - len(unique)
-    log.info(
-        "%s: removed %d exact duplicate texts (kept the first of each), %d remain", path.name, duplicates, len(unique)
-    )
+    unique, conflicting = drop_duplicates(table, path, options)
     labels = unique[options.label_column].str.strip().to_numpy(dtype=object)
     if len(set(labels)) == 1:  # no rows at all is the split-size error below
         raise DataError(
@@ -218,7 +254,8 @@ def read_labelled_rows(path: Path, options: TextOptions) -> LabelledRows:
         else stratified_split(labels, options.val_fraction, options.test_fraction, options.seed)
     )
     check_split_sizes(split, labels, path, options)
-    return LabelledRows(unique[options.text_column].to_numpy(dtype=object), labels, split, duplicates)
+    texts = unique[options.text_column].to_numpy(dtype=object)
+    return LabelledRows(texts, labels, split, len(table) - len(unique), conflicting)
 
 
 class TokenDataset(Dataset):
@@ -269,6 +306,7 @@ class TextDataModule(StwDataModule):
         self.class_names: list[str] | None = None
         self.datasets: dict[str, TokenDataset] = {}
         self.duplicates_removed = 0
+        self.duplicates_conflicting = 0
 
     @property
     def path(self) -> Path:
@@ -281,6 +319,7 @@ class TextDataModule(StwDataModule):
             return
         rows = read_labelled_rows(self.path, self.options)
         self.duplicates_removed = rows.duplicates_removed
+        self.duplicates_conflicting = rows.duplicates_conflicting
         class_names = sorted(set(rows.labels))
         if self.class_names is not None and self.class_names != class_names:
             raise DataError(
@@ -323,12 +362,13 @@ class TextDataModule(StwDataModule):
             "class_names": self.class_names,
             "class_counts": self.class_counts.tolist(),
             "duplicates_removed": self.duplicates_removed,
+            "duplicates_conflicting": self.duplicates_conflicting,
             **{f"n_{name}": len(self.datasets[name]) for name in SPLITS},
         }
 
     def train_dataloader(self) -> DataLoader:
         train = self.datasets["train"]
-        generator = torch.Generator().manual_seed(self.options.seed)
+        generator = torch.Generator().manual_seed(self.options.shuffle_seed)
         if self.options.sampler == "weighted":
             # Each item weighs 1 / its class count, so every class is drawn equally often in expectation.
             item_weights = (1.0 / self.class_counts.double())[train.labels]

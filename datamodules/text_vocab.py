@@ -29,11 +29,24 @@ def _pipeline(model: models.Model, lowercase: bool, max_len: int) -> Tokenizer:
     return tokenizer
 
 
+# The pipeline's own normaliser and splitter (see _pipeline), so what is counted or compared matches encodings.
+_LOWER, _SPLIT = normalizers.Lowercase(), pre_tokenizers.Whitespace()
+
+
+def text_words(text: str, lowercase: bool) -> list[str]:
+    """The words the pipeline sees in one text: lowercased if asked, split on whitespace and punctuation."""
+    return [word for word, _ in _SPLIT.pre_tokenize_str(_LOWER.normalize_str(text) if lowercase else text)]
+
+
 def words(texts: list[str], lowercase: bool) -> Iterator[str]:
-    """The words the pipeline sees, using its own normaliser and splitter so counts match encodings."""
-    lower, split = normalizers.Lowercase(), pre_tokenizers.Whitespace()
+    """The words the pipeline sees in every text, in order."""
     for text in texts:
-        yield from (word for word, _ in split.pre_tokenize_str(lower.normalize_str(text) if lowercase else text))
+        yield from text_words(text, lowercase)
+
+
+def normalised(text: str, lowercase: bool) -> str:
+    """The text as both tokenizers see it, as one string: two texts with the same one encode alike."""
+    return " ".join(text_words(text, lowercase))
 
 
 def _word_tokenizer(vocab: list[str], lowercase: bool, max_len: int) -> Tokenizer:

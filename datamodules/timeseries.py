@@ -30,7 +30,8 @@ class WindowOptions(DataOptions):
     Args:
         lookback: input steps per window (L).
         horizon: target steps per window (H), the steps right after the input steps.
-        seed: seed of the train-batch shuffling.
+        seed: no effect on a dated series: its splits are by date and nothing is drawn (the run's --seed
+            orders the training batches).
     """
 
     lookback: int = 96

@@ -92,7 +92,7 @@ def run_parser(data: str, model: str, prog: str = "stw train") -> ArgumentParser
         choices=sorted(DATASETS),
         help=f"dataset; registered: {', '.join(sorted(DATASETS))}",
     )
-    parser.add_class_arguments(data_cls.Options, "data", skip={"seed"})  # the run's one seed is passed down
+    parser.add_class_arguments(data_cls.Options, "data", skip={"shuffle_seed"})  # the run's seed is passed down
     parser.add_argument("--model.family", default=model, help="model family or alias (e.g. lstm = rnn with cell lstm)")
     parser.add_class_arguments(FAMILIES[family].config, "model")
     parser.set_defaults({f"model.{k}": v for k, v in alias_defaults.items()})
@@ -184,4 +184,4 @@ def dump_config(config: dict[str, Any]) -> str:
 def datamodule_for(config: dict[str, Any]) -> StwDataModule:
     """The run's datamodule. The run's `seed` is its data seed too (split, shuffling), so one number seeds all."""
     options = {k: v for k, v in config["data"].items() if k != "name"}
-    return build_datamodule(config["data"]["name"], {**options, "seed": config["seed"]})
+    return build_datamodule(config["data"]["name"], {**options, "shuffle_seed": config["seed"]})

@@ -107,10 +107,10 @@ def test_targets_of_a_target_channel_equal_that_input_channel() -> None:
     torch.testing.assert_close(y[:, 0, 0], next_batch_x[:, 0, 6])
 
 
-def test_loaders_shuffle_train_with_the_seed_and_keep_every_window(ett96: EttDataModule) -> None:
+def test_loaders_shuffle_train_with_the_shuffle_seed_and_keep_every_window(ett96: EttDataModule) -> None:
     first = next(iter(ett96.train_dataloader()))[0]
     again = next(iter(ett96.train_dataloader()))[0]
-    other_seed = set_up(seed=1)
+    other_seed = set_up(shuffle_seed=1)
     torch.testing.assert_close(first, again)
     assert not torch.equal(first, next(iter(other_seed.train_dataloader()))[0])
     test_batches = list(ett96.test_dataloader())

@@ -2,6 +2,7 @@
 training split only, token batches padded to their longest item, and bad files rejected with a clear fix."""
 
 import json
+import logging
 import shutil
 from argparse import ArgumentError
 from pathlib import Path
@@ -13,9 +14,10 @@ from jsonargparse import ArgumentParser
 from datamodules import DATASETS
 from datamodules.errors import ConfigError, DataError
 from datamodules.text import TextDataModule, TextOptions
-from datamodules.text_vocab import PAD_ID, UNK_ID, words
+from datamodules.text_vocab import PAD_ID, UNK_ID, normalised, words
 
-SMS_ROWS, SMS_DUPLICATES = 5574, 403
+# 403 rows repeat an earlier message exactly (text/PROVENANCE.md) and 12 more differ from one only in case or spacing.
+SMS_ROWS, SMS_DUPLICATES = 5574, 415
 
 
 def load(path: Path, **options) -> TextDataModule:
@@ -78,11 +80,11 @@ def test_options_become_documented_cli_arguments() -> None:
         parser.parse_args(["--data.tokenizer", "sentencepiece"])
 
 
-def test_exact_duplicate_messages_are_removed_before_splitting_and_counted(sms: TextDataModule) -> None:
+def test_duplicate_messages_are_removed_before_splitting_and_counted(sms: TextDataModule) -> None:
     spec = sms.spec
-    assert spec["duplicates_removed"] == SMS_DUPLICATES
+    assert spec["duplicates_removed"] == SMS_DUPLICATES and spec["duplicates_conflicting"] == 0
     assert spec["n_train"] + spec["n_val"] + spec["n_test"] == SMS_ROWS - SMS_DUPLICATES
-    every_text = [text for split in ("train", "val", "test") for text in split_texts(sms, split)]
+    every_text = [normalised(text, True) for split in ("train", "val", "test") for text in split_texts(sms, split)]
     assert len(set(every_text)) == len(every_text)
 
 
@@ -181,6 +183,13 @@ def test_class_counts_are_the_training_splits(sms_slice: Path) -> None:
     assert spec["class_counts"][1] < spec["class_counts"][0]  # spam is rarer: what task.class_weighting corrects
 
 
+def test_the_run_seed_reorders_training_batches_but_keeps_the_split_and_the_fingerprint(sms_slice: Path) -> None:
+    first, other = load(sms_slice, shuffle_seed=1), load(sms_slice, shuffle_seed=2)
+    assert all(split_texts(first, split) == split_texts(other, split) for split in ("train", "val", "test"))
+    assert first.fingerprint() == other.fingerprint()
+    assert not torch.equal(next(iter(first.train_dataloader()))[0], next(iter(other.train_dataloader()))[0])
+
+
 def test_weighted_sampler_draws_classes_about_equally_and_repeats_under_its_seed(sms_slice: Path) -> None:
     datamodule = load(sms_slice, sampler="weighted", batch_size=32)
     labels = torch.cat([y for _, y in datamodule.train_dataloader()])
@@ -271,6 +280,47 @@ def test_duplicates_are_dropped_before_the_split_size_check(tmp_path: Path) -> N
     datamodule = load(write(tmp_path, synthetic_rows(30) + synthetic_rows(30)))
     assert datamodule.spec["duplicates_removed"] == 30
     assert sum(datamodule.spec[f"n_{split}"] for split in ("train", "val", "test")) == 30
+
+
+# Lines 1-6; the rows after them are distinct, so the splits are never too small.
+CASE_AND_SPACING = (
+    "ham\tHello there\n"
+    "ham\thello   there\n"  # the same words to the tokenizer
+    "spam\t  HELLO there \n"  # the same words, another label
+    "spam\tWin a prize, now\n"
+    "spam\twin a prize ,now\n"  # the tokenizer splits punctuation off words: the same tokens
+    "ham\tWin a   prize, now\n"  # the same tokens whatever the case, another label
+)
+
+
+def test_texts_the_tokenizer_sees_alike_are_duplicates_whatever_their_case_and_spacing(tmp_path: Path) -> None:
+    datamodule = load(write(tmp_path, CASE_AND_SPACING + synthetic_rows(30)))
+    assert datamodule.spec["duplicates_removed"] == 4
+    kept = [text for split in ("train", "val", "test") for text in split_texts(datamodule, split)]
+    assert "Hello there" in kept and "Win a prize, now" in kept and len(kept) == 32
+
+
+def test_case_tells_texts_apart_when_lowercase_is_off(tmp_path: Path) -> None:
+    datamodule = load(write(tmp_path, CASE_AND_SPACING + synthetic_rows(30)), lowercase=False)
+    assert datamodule.spec["duplicates_removed"] == 1  # only "Win a   prize, now" has the words of an earlier text
+    assert datamodule.spec["duplicates_conflicting"] == 1
+
+
+def test_duplicates_with_another_label_are_counted_and_shown_keeping_the_first_label(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="datamodules.text"):
+        datamodule = load(write(tmp_path, CASE_AND_SPACING + synthetic_rows(30)))
+    assert datamodule.spec["duplicates_conflicting"] == 2
+    [warning] = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert "data.tsv: 2 duplicate texts have another label than their first occurrence" in warning
+    assert "line 3 ('  HELLO there ') is 'spam' but line 1 ('Hello there') is 'ham'" in warning
+    labels = {
+        text: datamodule.class_names[label]
+        for split in ("train", "val", "test")
+        for text, label in zip(split_texts(datamodule, split), datamodule.datasets[split].labels.tolist(), strict=True)
+    }
+    assert labels["Hello there"] == "ham" and labels["Win a prize, now"] == "spam"
 
 
 def test_invalid_option_values_are_rejected_with_the_choices() -> None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from datamodules import DATASETS, StwDataModule
 from datamodules.errors import DataError
 from datamodules.video.clips import ClipDataset, ClipSampling, ClipTransform
 from datamodules.video.datamodule import ClipOptions, FolderOptions, VideoFolder
@@ -18,6 +19,7 @@ from datamodules.video.decode import DecodeOptions, UnreadableClip, decode_video
 from datamodules.video.hmdb51 import Hmdb51Samples, hmdb51_class
 from datamodules.video.moving_shapes import DIRECTIONS, MovingShapes, MovingShapesOptions, render_clip
 from datamodules.video.throughput import loader_frames_per_second
+from experiments.config import datamodule_for, parse_run_args
 
 # Decoded frame counts and classes from video/PROVENANCE.md.
 HMDB51_FRAMES = {"climb": 242, "shoot_bow": 81, "punch": 172, "swing_baseball": 140, "golf": 89, "pour": 430}
@@ -115,6 +117,18 @@ def test_hmdb51_samples_put_every_clip_in_every_split_with_multi_clip_test_batch
     spec = module.spec
     assert spec["input_kind"] == "frames" and spec["frame_shape"] == [3, 12, 12] and spec["test_clips"] == 3
     assert spec["n_train"] == spec["n_val"] == spec["n_test"] == 6 and spec["class_counts"] == [1] * 6
+
+
+def test_hmdb51_samples_say_why_their_test_scores_are_no_evaluation_and_real_datasets_do_not() -> None:
+    assert Hmdb51Samples.smoke_check and "every split" in Hmdb51Samples.smoke_check
+    assert StwDataModule.smoke_check is None
+    assert all(DATASETS[name].smoke_check is None for name in ("video-folder", "moving-shapes", "gestures", "sms"))
+
+
+def test_setting_up_hmdb51_samples_warns_that_its_scores_are_training_fit() -> None:
+    module = Hmdb51Samples(ClipOptions(resize=16))
+    with pytest.warns(UserWarning, match="training fit"):
+        module.setup()
 
 
 def test_decoded_frames_are_cached_so_later_epochs_and_runs_never_decode(
@@ -220,6 +234,64 @@ def test_a_ucf101_trainlist_keeps_its_test_list_and_carves_val_by_group(tmp_path
     assert len(module.clips["train"]) + len(module.clips["val"]) == len(lines["train"])
 
 
+def test_a_split_file_listing_one_clip_in_two_splits_is_an_error_naming_the_clip_both_splits_and_the_file(
+    tmp_path: Path,
+) -> None:
+    clips = tiny_folder(tmp_path)
+    rows = [
+        f"{label}/clip_{i},{label},{('train', 'val', 'test', 'train')[i]}"
+        for label in ("dark", "light")
+        for i in range(4)
+    ]
+    rows.append("light/clip_1,light,test")  # light/clip_1 is already in val
+    (clips / "splits.csv").write_text("clip,label,split\n" + "\n".join(rows) + "\n")
+    with pytest.raises(
+        DataError,
+        match=r"light/clip_1: listed in the val split \(.*splits\.csv line 7\) and in the test split \(.*splits\.csv line 10\)",
+    ):
+        folder_module(clips, split_file="splits.csv").setup()
+
+
+def test_a_ucf101_clip_in_both_the_train_and_the_test_list_is_an_error(tmp_path: Path) -> None:
+    for group in (1, 2):
+        write_clip(tmp_path / f"Archery/v_Archery_g0{group}_c01", flat_frames(3, 40 * group))
+    (tmp_path / "trainlist01.txt").write_text("Archery/v_Archery_g01_c01.avi 1\nArchery/v_Archery_g02_c01.avi 1\n")
+    (tmp_path / "testlist01.txt").write_text("Archery/v_Archery_g02_c01.avi\n")
+    with pytest.raises(
+        DataError,
+        match=r"v_Archery_g02_c01: listed in the train split \(.*trainlist01\.txt line 2\) and in the test split \(.*testlist01\.txt line 1\)",
+    ):
+        folder_module(tmp_path, split_file="trainlist01.txt").setup()
+
+
+def grouped_split_file(clips: Path, group_of: dict[str, str]) -> None:
+    """splits.csv listing tiny_folder's clips with the header clip,label,group; a clip not in group_of has none."""
+    rows = [
+        f"{label}/clip_{i},{label},{group_of.get(f'{label}/clip_{i}', '')}"
+        for label in ("dark", "light")
+        for i in range(4)
+    ]
+    (clips / "splits.csv").write_text("clip,label,group\n" + "\n".join(rows) + "\n")
+
+
+def test_one_clip_without_a_group_among_grouped_clips_is_an_error_naming_that_clip(tmp_path: Path) -> None:
+    clips = tiny_folder(tmp_path)
+    groups = {f"{label}/clip_{i}": f"person{i}" for label in ("dark", "light") for i in range(4)}
+    del groups["light/clip_2"]
+    grouped_split_file(clips, groups)
+    with pytest.raises(DataError, match=r"(?s)light/clip_2: no group.*7 of 8 clips have one.*group column"):
+        folder_module(clips, split_file="splits.csv").setup()
+
+
+def test_clips_without_any_group_are_split_stratified_by_class(tmp_path: Path) -> None:
+    clips = tiny_folder(tmp_path)
+    grouped_split_file(clips, {})
+    module = folder_module(clips, split_file="splits.csv", val_fraction=0.25, test_fraction=0.25)
+    module.setup()
+    for name in ("val", "test"):  # 0.25 of 4 clips per class: one clip of each class
+        assert sorted(c.label for c in module.clips[name]) == ["dark", "light"]
+
+
 # --- clip sampling and augmentation -------------------------------------------------------------------------------
 
 
@@ -295,13 +367,41 @@ def test_moving_shapes_is_deterministic_for_a_seed_balanced_and_written_beside_w
     assert spec["n_val"] == spec["n_test"] == 16 and spec["frame_shape"] == [1, 16, 16]
 
 
-def test_moving_shapes_fall_back_to_the_cache_dir_when_the_data_root_is_read_only(
-    shared_data: Path, tmp_path: Path
-) -> None:
-    module = MovingShapes(MovingShapesOptions(root=str(shared_data), cache_dir=str(tmp_path), n_clips=3, n_frames=4))
-    assert module.generated_folder().parent == tmp_path / "generated"
-    module.find_clips()
-    assert not (shared_data / "generated").exists()
+def moving_shapes_for_run(root: Path, *words: str) -> MovingShapes:
+    """moving-shapes as `stw train` builds it from these CLI words."""
+    small = ["data.n_clips=4", "data.frame_size=16", "data.n_frames=6", "data.clip_len=4", "data.batch_size=4"]
+    config = parse_run_args(["--data", "moving-shapes", f"data.root={root}", *small, *words])
+    module = datamodule_for(config)
+    module.setup()
+    return module
+
+
+def test_moving_shapes_clips_depend_on_the_data_seed_and_not_on_the_run_seed(tmp_path: Path) -> None:
+    seed1, seed2 = moving_shapes_for_run(tmp_path, "seed=1"), moving_shapes_for_run(tmp_path, "seed=2")
+    assert torch.equal(seed1.datasets["train"].frames, seed2.datasets["train"].frames)
+    assert seed1.clips == seed2.clips  # the same split too
+    assert seed1.fingerprint() == seed2.fingerprint()
+    assert len(list((tmp_path / "generated").iterdir())) == 1
+    # The run's seed still orders the training batches.
+    assert not torch.equal(next(iter(seed1.train_dataloader()))[1], next(iter(seed2.train_dataloader()))[1])
+
+    other_data = moving_shapes_for_run(tmp_path, "seed=1", "data.seed=5")
+    assert not torch.equal(seed1.datasets["train"].frames, other_data.datasets["train"].frames)
+    assert seed1.fingerprint()["digest"] != other_data.fingerprint()["digest"]
+
+
+def test_moving_shapes_fall_back_to_the_cache_dir_when_the_data_root_is_read_only(tmp_path: Path) -> None:
+    # Mode r-x as the shared data folder has: the mode bits decide (datamodules.video.storage.is_writable), so the
+    # folder counts as read-only for root too, who could write there anyway.
+    root, cache = tmp_path / "data", tmp_path / "cache"
+    root.mkdir(mode=0o555)
+    try:
+        module = MovingShapes(MovingShapesOptions(root=str(root), cache_dir=str(cache), n_clips=3, n_frames=4))
+        assert module.generated_folder().parent == cache / "generated"
+        module.find_clips()
+        assert module.generated_folder().is_dir() and not (root / "generated").exists()
+    finally:
+        root.chmod(0o755)  # so pytest can delete tmp_path
 
 
 def test_one_moving_shapes_frame_does_not_reveal_the_direction_but_two_frames_do() -> None:

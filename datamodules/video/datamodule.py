@@ -49,7 +49,8 @@ class ClipOptions(DataOptions):
         short_clips: clips shorter than one clip span: "pad" repeats their last frame, "skip" drops them.
         bad_files: unreadable or corrupt clips and empty class folders: "skip" drops them with one warning
             listing them all, "error" raises a DataError.
-        seed: seeds the split, the training order, clip offsets, crops and flips.
+        seed: seeds the split of the clips (the run's --seed seeds the training order and each training
+            batch's clip offsets, crops and flips).
         cache_dir: folder of the decoded-frame cache; default $STW_CACHE_DIR, else ./data/cache.
     """
 
@@ -215,8 +216,9 @@ class FrameDataModule(StwDataModule):
                 self.sampling,
                 self.transform,
                 n_clips=self.options.test_clips if name == "test" else 1,
-                # seed + 1: augmentation draws a stream independent of the shuffle, which uses seed
-                seed=self.options.seed + 1 if name == "train" else None,
+                # Augmentation is training randomness like the order, so the run's seed; + 1 draws a stream
+                # independent of the shuffle's.
+                seed=self.options.shuffle_seed + 1 if name == "train" else None,
             )
             for name, index in rows.items()
         }

@@ -62,7 +62,8 @@ class GestureOptions(DataOptions):
         stride: frames between the starts of consecutive windows of one recording.
         test_person: participant held out for testing: chris, janie, john, stephen or terri.
         val_person: participant held out for validation; the other participants train.
-        seed: seeds the training order.
+        seed: no effect here: the split is by participant and nothing is drawn (the run's --seed
+            orders the training windows).
     """
 
     clip_len: int = 15

@@ -9,6 +9,7 @@ HMDB51 class name that ends the part before the body-part token.
 """
 
 import re
+import warnings
 from pathlib import Path
 
 from datamodules import register_dataset
@@ -93,6 +94,20 @@ class Hmdb51Samples(FrameDataModule):
     """Six real HMDB51 clips, decoded with PyAV: a smoke test with every clip in every split."""
 
     Options = ClipOptions
+    smoke_check = (
+        "Six clips, one per class, cannot make a split, so every clip is in every split and its test scores are "
+        "training fit."
+    )
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.datasets:  # Lightning calls setup once per stage; warn once, when the splits are made
+            warnings.warn(
+                f"hmdb51-samples is a decoding smoke check, not an evaluation: {self.smoke_check} "
+                "Do not compare its scores with other runs' or report them.",
+                UserWarning,
+                stacklevel=2,
+            )
+        super().setup(stage)
 
     def find_clips(self) -> tuple[list[ClipRef], list[Path]]:
         folder = data_root(self.options.root) / "video" / "hmdb51_samples"

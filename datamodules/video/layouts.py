@@ -5,6 +5,7 @@ Layout (b) videos:  <clips_dir>/<class>/<clip>.avi|mp4|mkv|mov|webm
 Layout (c) a split file listing clips by their path relative to <clips_dir>: either a CSV with the header
     clip,label[,split][,group], or a UCF101 trainlistNN.txt (`Class/clip.avi 1` lines) with its testlistNN.txt
     beside it. A listed video name also matches its extracted frame folder (the name without the suffix).
+    Each clip is listed once: a clip in two splits would be tested on what it was trained on.
 """
 
 import csv
@@ -78,7 +79,7 @@ def clip_path(folder: Path, name: str) -> Path:
     return path
 
 
-def read_split_csv(path: Path, folder: Path) -> list[ClipRef]:
+def read_split_csv(path: Path, folder: Path) -> list[tuple[str, ClipRef]]:
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     columns = set(rows[0]) if rows else set()
@@ -95,11 +96,12 @@ def read_split_csv(path: Path, folder: Path) -> list[ClipRef]:
             )
         if not row["clip"] or not row["label"]:
             raise DataError(f"{path} line {line}: empty clip or label; fill or delete the line")
-        clips.append(ClipRef(clip_path(folder, row["clip"]), row["label"], row.get("group") or None, split))
+        clip = ClipRef(clip_path(folder, row["clip"]), row["label"], row.get("group") or None, split)
+        clips.append((f"{path} line {line}", clip))
     return clips
 
 
-def read_ucf_lists(path: Path, folder: Path) -> list[ClipRef]:
+def read_ucf_lists(path: Path, folder: Path) -> list[tuple[str, ClipRef]]:
     if "trainlist" not in path.name:
         raise DataError(
             f"{path}: a .txt split file must be a UCF101 trainlistNN.txt (its testlistNN.txt is read from "
@@ -117,7 +119,8 @@ def read_ucf_lists(path: Path, folder: Path) -> list[ClipRef]:
             if "/" not in name:
                 raise DataError(f"{list_path} line {line}: {name!r} has no class folder; expected Class/clip.avi")
             group = UCF_GROUP.search(name)
-            clips.append(ClipRef(clip_path(folder, name), name.split("/")[0], group and group.group(1), split))
+            clip = ClipRef(clip_path(folder, name), name.split("/")[0], group and group.group(1), split)
+            clips.append((f"{list_path} line {line}", clip))
     return clips
 
 
@@ -125,4 +128,23 @@ def read_split_file(path: Path, folder: Path) -> list[ClipRef]:
     """The clips a split file lists, with their labels, splits and groups, resolved against `folder`."""
     if not path.is_file():
         raise DataError(f"{path}: split file not found; set --data.split_file relative to the clips folder {folder}")
-    return (read_split_csv if path.suffix.lower() == ".csv" else read_ucf_lists)(path, folder)
+    listed = (read_split_csv if path.suffix.lower() == ".csv" else read_ucf_lists)(path, folder)
+    check_listed_once(listed)
+    return [clip for _, clip in listed]
+
+
+def check_listed_once(listed: list[tuple[str, ClipRef]]) -> None:
+    """A clip listed twice would be trained and tested on (or, without a split column, could be): a DataError
+    naming the clip and both listings, each "<split file> line N"."""
+
+    def where(place: str, clip: ClipRef) -> str:
+        return f"in the {clip.split} split ({place})" if clip.split else f"at {place}"
+
+    first: dict[Path, tuple[str, ClipRef]] = {}
+    for place, clip in listed:
+        if clip.path in first:
+            raise DataError(
+                f"{clip.path}: listed {where(*first[clip.path])} and {where(place, clip)}; a clip belongs to one "
+                "split: delete one of the two lines"
+            )
+        first[clip.path] = (place, clip)

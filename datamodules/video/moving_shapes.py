@@ -48,6 +48,7 @@ class MovingShapesOptions(SplitOptions):
     """A seeded synthetic clip set: one shape moving in one direction per clip.
 
     Args:
+        seed: seeds the generated clips and their split; the same seed gives the same clips on every run.
         n_clips: clips per class.
         frame_size: side of the square frames in pixels.
         n_frames: frames per generated clip; training samples clip_len of them from a random offset.

@@ -1,19 +1,35 @@
 """Which clips train, validate and test: what a split file says, else a seeded split of whole clips.
 
-The seeded split is by group when every clip has one (all clips of a group land in one split, so a person or
+The seeded split is by group when clips have groups (all clips of a group land in one split, so a person or
 a source video never appears on both sides), else stratified by class so every split keeps the class mix.
+Some clips with a group and some without is a DataError: a stratified split would put a group on both sides.
 """
 
 import random
 from collections import defaultdict
 
+from datamodules.errors import DataError
 from datamodules.video.layouts import SPLITS, ClipRef
+
+
+def check_groups(clips: list[ClipRef]) -> bool:
+    """True when every clip has a group, False when none has; a DataError naming the first clip without one
+    when only some have."""
+    ungrouped = [clip for clip in clips if not clip.group]
+    if ungrouped and len(ungrouped) < len(clips):
+        grouped = len(clips) - len(ungrouped)
+        raise DataError(
+            f"{ungrouped[0].path}: no group, but {grouped} of {len(clips)} clips have one "
+            f"({len(ungrouped)} lack it); a group split needs every clip's group: fill the split file's group "
+            "column for every clip (UCF101 names carry it as _gNN_), or drop the column to split by class"
+        )
+    return not ungrouped
 
 
 def seeded_split(clips: list[ClipRef], fractions: dict[str, float], seed: int) -> dict[str, list[int]]:
     """Clip indices per split: `fractions` (e.g. {"test": 0.15, "val": 0.15}) are filled in order, the rest train."""
     rng = random.Random(seed)
-    if all(clip.group for clip in clips):
+    if check_groups(clips):
         by_group = defaultdict(list)
         for i, clip in enumerate(clips):
             by_group[clip.group].append(i)
