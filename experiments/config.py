@@ -182,6 +182,7 @@ def dump_config(config: dict[str, Any]) -> str:
 
 
 def datamodule_for(config: dict[str, Any]) -> StwDataModule:
-    """The run's datamodule. The run's `seed` is its data seed too (split, shuffling), so one number seeds all."""
+    """The run's datamodule. `data.seed` seeds what the data is (generated clips, random splits); the run's `seed`
+    seeds only its training order and augmentation (`shuffle_seed`), so seed-to-seed spread measures training."""
     options = {k: v for k, v in config["data"].items() if k != "name"}
     return build_datamodule(config["data"]["name"], {**options, "shuffle_seed": config["seed"]})
