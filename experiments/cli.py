@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from experiments.interrupts import stop_like_ctrl_c
 
@@ -194,10 +195,32 @@ COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser] | None, str]] = 
 }
 
 
+# Options that name a file a command writes when its work is done: checked before the work starts.
+OUTPUT_OPTIONS = {"output": "--output", "plot": "--plot"}
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    from datamodules.errors import ConfigError
+
+    for name, option in OUTPUT_OPTIONS.items():
+        if (value := getattr(args, name, None)) is None:
+            continue
+        path = Path(value)
+        if not path.parent.is_dir():
+            raise ConfigError(f"{option} {path}: the folder {path.parent} does not exist; create it or write elsewhere")
+        if path.is_dir():
+            raise ConfigError(f"{option} {path}: is a folder; give a file name in it")
+        if not os.access(path.parent, os.W_OK):
+            raise ConfigError(f"{option} {path}: the folder {path.parent} is not writable; write elsewhere")
+
+
 def run_command(name: str, words: list[str]) -> int:
     parser, target = COMMANDS[name]
     module, function = target.split(":")
-    arguments = words if parser is None else parser().parse_args(words)
+    arguments = words
+    if parser is not None:
+        arguments = parser().parse_args(words)
+        check_outputs(arguments)
     return getattr(importlib.import_module(module), function)(arguments)
 
 

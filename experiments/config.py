@@ -8,6 +8,7 @@ and `config_from_dict` turns it back into the same run.
 
 import argparse
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -135,17 +136,78 @@ def _to_dict(namespace: Namespace) -> dict[str, Any]:
     return config
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML run config as a dict; a missing or unreadable file, bad YAML, YAML tags (safe_load refuses them) or a
+    file that is not a mapping of sections is a ConfigError naming the file."""
+    path = Path(path)
+    try:
+        content = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"--config {path}: cannot read it ({error.strerror or error}); give the path of a YAML file, "
+                          "e.g. a run's saved config.yaml") from None  # fmt: skip
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--config {path}: not valid YAML (tags such as !!python/... are refused): {error}") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"--config {path}: holds a {type(content).__name__}, not a mapping of sections "
+                          "(data:, model:, task:, optim:, trainer:, seed:)")  # fmt: skip
+    return content
+
+
 def parse_run_args(argv: list[str], prog: str = "stw train") -> dict[str, Any]:
-    """CLI words -> resolved config. Plain `key=value` words work like `--key=value`."""
+    """CLI words -> resolved, checked config. Plain `key=value` words work like `--key=value`."""
     argv = [f"--{word}" if re.match(r"^[A-Za-z_][\w.]*=", word) else word for word in argv]
-    files = [yaml.safe_load(Path(argv[i + 1]).read_text()) or {} for i, w in enumerate(argv[:-1]) if w == "--config"]
+    files = [read_config_file(argv[i + 1]) for i, w in enumerate(argv[:-1]) if w == "--config"]
     data, model = _names(argv, files)
     parser = run_parser(data, model, prog)
     argv = _drop_name_options(argv)
     try:
-        return _to_dict(parser.parse_args(argv))
+        return check_config(_to_dict(parser.parse_args(argv)))
     except argparse.ArgumentError as error:
         raise _explain(parser, error) from None
+
+
+def _fraction_or_count(value: float | int) -> bool:
+    """As Lightning reads a batch limit: a fraction in (0, 1], or a whole number of batches (4 or 4.0)."""
+    return 0 < value <= 1 or (value > 1 and float(value).is_integer())
+
+
+# Config key -> (a check its value must pass, what is valid): refused before any data is read or run opened.
+BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": (lambda v: 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"),
+    "data.seed": (lambda v: 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"),
+    "data.batch_size": (lambda v: v >= 1, "at least 1"),
+    "trainer.max_epochs": (lambda v: v >= 1, "at least 1"),
+    "trainer.patience": (lambda v: v >= 0, "0 (no early stopping) or more"),
+    "trainer.gradient_clip_val": (lambda v: v >= 0, "0 (no clipping) or more"),
+    "trainer.limit_train_batches": (_fraction_or_count, "a fraction in (0, 1] or a count of at least 1"),
+    "trainer.limit_val_batches": (_fraction_or_count, "a fraction in (0, 1] or a count of at least 1"),
+    "trainer.limit_test_batches": (_fraction_or_count, "a fraction in (0, 1] or a count of at least 1"),
+    "optim.lr": (lambda v: v > 0, "greater than 0"),
+    "optim.weight_decay": (lambda v: v >= 0, "0 or more"),
+    "optim.gamma": (lambda v: v > 0, "greater than 0"),
+    "optim.step_size": (lambda v: v >= 1, "at least 1"),
+}
+
+
+def check_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Refuse values no run can use, naming the key, the value and what is valid; then build every options
+    dataclass once, so their own checks (a dataset's, a family's) also run before any work."""
+    flat = flatten(config)
+    for key, (valid, what) in BOUNDS.items():
+        if key in flat and not valid(flat[key]):
+            raise ConfigError(f"{key}={flat[key]!r} is not valid: it must be {what}")
+    task = TASKS[dataset_class(config["data"]["name"]).task]
+    monitorable = sorted(task.monitorable)
+    if config["trainer"]["monitor"] not in monitorable:
+        raise ConfigError(f"trainer.monitor={config['trainer']['monitor']!r} is not a metric this task logs on "
+                          f"validation; choose one of: {', '.join(monitorable)}")  # fmt: skip
+    family, overrides = resolve_family(config["model"]["family"])
+    FAMILIES[family].config(**{**overrides, **{k: v for k, v in config["model"].items() if k != "family"}})
+    options = {k: v for k, v in config["data"].items() if k != "name"}
+    dataset_class(config["data"]["name"]).Options(**options)
+    return config
 
 
 def _drop_name_options(argv: list[str]) -> list[str]:
@@ -172,7 +234,7 @@ def config_from_dict(config: dict[str, Any]) -> dict[str, Any]:
     model = config.get("model", {}).get("family", DEFAULT_MODEL)
     parser = run_parser(data, model)
     try:
-        return _to_dict(parser.parse_object(config))
+        return check_config(_to_dict(parser.parse_object(config)))
     except argparse.ArgumentError as error:
         raise _explain(parser, error) from None
 

@@ -221,6 +221,7 @@ def learning_histories(run: LoggedRun) -> dict[str, list[tuple[int, float]]]:
 def compare_main(args: argparse.Namespace) -> int:
     if len(args.run_ids) < 2:
         raise RunError("stw compare needs two or more run IDs; list runs with `stw runs`")
+    plot = Path(args.plot) if args.plot else None
     runs = [fetch_run(run_id, args.tracking_uri) for run_id in args.run_ids]
     headers = ["param", *(label(run) for run in runs)]
     params = differing_params(runs)
@@ -228,8 +229,8 @@ def compare_main(args: argparse.Namespace) -> int:
     print(_indent(text_table(headers, params)) if params else "  (none: every param is the same)")
     print("\nmetrics:")
     print(_indent(text_table(["metric", *headers[1:]], side_by_side_metrics(runs), digits=6)))
-    if args.plot:
+    if plot:
         histories = {label(run): learning_histories(run) for run in runs}
-        plots.compare_learning_curves(histories, Path(args.plot), f"{len(runs)} runs")
-        print(f"\nlearning curves: {args.plot}")
+        plots.compare_learning_curves(histories, plot, f"{len(runs)} runs")
+        print(f"\nlearning curves: {plot}")
     return 0

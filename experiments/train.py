@@ -22,6 +22,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 
+from datamodules.errors import ConfigError
 from experiments import plots
 from experiments.config import datamodule_for, dump_config, flatten, metric_mode
 from experiments.task_reports import TASK_REPORTS
@@ -152,7 +153,8 @@ def run_training(
         datamodule.prepare_data()
         datamodule.setup()
         record_data(run, datamodule)
-        module = TASKS[datamodule.task](config, datamodule.spec)
+        module = build_module(config, datamodule)
+        run.log_metric("model_parameters", sum(p.numel() for p in module.parameters()))
         history = EpochHistory()
         logger = MLFlowLogger(tracking_uri=run.tracking_uri, run_id=run.run_id, synchronous=False)
         trainer = build_trainer(config, logger, workdir / "checkpoints", [history, *callbacks], quiet)
@@ -171,6 +173,29 @@ def run_training(
     best = trainer.checkpoint_callback.best_model_score
     best_score = float(best) if best is not None else float("nan")
     return RunResult(run.run_id, run.experiment_id, metrics, best_score, run.status)
+
+
+# Training with Adam holds four float32 numbers per parameter (weight, gradient, two moments), activations aside.
+BYTES_PER_PARAMETER = 16
+
+
+def machine_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def build_module(config: dict[str, Any], datamodule: Any) -> pl.LightningModule:
+    """The task's LightningModule. It is first built on the meta device, which allocates nothing, to count its
+    parameters: a model too large for this machine is refused with the figure instead of exhausting memory."""
+    task = TASKS[datamodule.task]
+    with torch.device("meta"):
+        parameters = sum(p.numel() for p in task(config, datamodule.spec).parameters())
+    need, have = parameters * BYTES_PER_PARAMETER, machine_memory()
+    if need > have // 2:
+        raise ConfigError(f"the model has {parameters:,} parameters, which need about {need / 2**30:.1f} GiB to train "
+                          f"(weights, gradients and Adam's moments) on a machine with {have / 2**30:.1f} GiB; make it "
+                          "smaller (model.hidden_size, model.d_model, model.num_layers, task.head=last or mean, "
+                          "a shorter data.lookback)")  # fmt: skip
+    return task(config, datamodule.spec)
 
 
 def record_data(run: TrackedRun, datamodule: Any) -> None:

@@ -165,6 +165,7 @@ class ClassificationModule(pl.LightningModule):
 
     Task = ClassifyTask
     sweep_metric = "val_f1"
+    monitorable = ("val_loss", *(f"val_{name}" for name in VAL_METRICS))  # trainer.monitor must be one of them
     # Families that work on every classify dataset: variable-length text rules out linear/mlp, and the clip
     # families (c3d, convlstm) read frames only, so a video sweep picks them with --families.
     sweep_families = ("cnn", "rnn", "transformer", "cnn_rnn_transformer")

@@ -52,6 +52,7 @@ class ForecastingModule(pl.LightningModule):
 
     Task = ForecastTask
     sweep_metric = "val_mse"
+    monitorable = ("val_loss", "val_mse", "val_mae")  # what validation logs: trainer.monitor must be one of them
     sweep_families = ("linear", "cnn", "rnn", "transformer", "cnn_rnn_transformer")
 
     def __init__(self, config: dict[str, Any], spec: dict[str, Any]) -> None:

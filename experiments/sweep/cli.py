@@ -109,10 +109,27 @@ def _overrides(words: list[str]) -> dict[str, Any]:
     return flat
 
 
+def check_storage_url(storage: str) -> None:
+    """A study store that cannot be created fails after the data is read and the parent run opened; check first."""
+    from datamodules.errors import ConfigError
+
+    kinds = ("sqlite:///", "postgresql://", "postgresql+", "mysql://", "mysql+")
+    if "://" in storage and not storage.startswith(kinds):
+        raise ConfigError(f"--storage {storage}: not a storage URL stw knows; use sqlite:///path/optuna.db, "
+                          "postgresql://user:password@host/db, or a file path ending in .log (an Optuna journal)")  # fmt: skip
+    path = Path(storage.removeprefix("sqlite:///")) if storage.startswith("sqlite:///") else None
+    if path is None and "://" not in storage:
+        path = Path(storage)  # a journal file
+    if path is not None and not path.parent.is_dir():
+        raise ConfigError(f"--storage {storage}: the folder {path.parent} does not exist; create it or choose another")
+    if path is not None and path.is_dir():
+        raise ConfigError(f"--storage {storage}: {path} is a folder; name a file in it, e.g. {path / 'optuna.db'}")
+
+
 def build_plan(args: argparse.Namespace) -> "SweepPlan":
     from datamodules import dataset_class
     from datamodules.errors import ConfigError
-    from experiments.config import config_from_dict
+    from experiments.config import config_from_dict, read_config_file
     from experiments.sweep.driver import SWEEP_DEFAULTS
     from experiments.sweep.space import deep_merge, load_space, nest
     from experiments.sweep.study import SweepPlan, default_storage
@@ -122,13 +139,19 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
         raise ConfigError(
             f"--trials and --workers must be at least 1, got --trials {args.trials} --workers {args.workers}"
         )
+    if args.timeout is not None and args.timeout <= 0:
+        raise ConfigError(f"--timeout must be a number of seconds above 0, got {args.timeout:g}")
+    if args.max_failures is not None and args.max_failures < 1:
+        raise ConfigError(f"--max-failures must be at least 1, got {args.max_failures}")
+    if args.storage:
+        check_storage_url(args.storage)
     task = TASKS[dataset_class(args.data).task]
     families = (
         [f.strip() for f in args.families.split(",") if f.strip()] if args.families else list(task.sweep_families)
     )
     fixed = _overrides(args.overrides)
-    base_file = yaml.safe_load(args.config.read_text()) if args.config else {}
-    base = deep_merge(deep_merge(SWEEP_DEFAULTS, base_file or {}), nest({**fixed, "data.name": args.data}))
+    base_file = read_config_file(args.config) if args.config else {}
+    base = deep_merge(deep_merge(SWEEP_DEFAULTS, base_file), nest({**fixed, "data.name": args.data}))
     for family in families:  # fail before the study starts: unknown family, typo in a key
         config_from_dict(deep_merge(base, {"model": {"family": family}}))
     metric = args.metric or task.sweep_metric
