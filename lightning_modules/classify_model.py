@@ -15,7 +15,8 @@ from torch import Tensor, nn
 from lightning_modules.families import build_encoder, family_of
 from lightning_modules.families.base import FamilyConfig
 from lightning_modules.frame_cnn import FrameCNNOptions
-from lightning_modules.heads import ClassificationHead, Pooling
+from lightning_modules.heads import ClassificationHead
+from lightning_modules.pooling import TemporalPooling
 from lightning_modules.stems import build_stem
 
 
@@ -41,7 +42,7 @@ class Classifier(nn.Module):
         spec: dict[str, Any],
         embed_dim: int,
         embed_dropout: float = 0.0,
-        pooling: Pooling = "mean",
+        pooling: TemporalPooling = "mean",
         head_dropout: float = 0.0,
         frame_cnn: FrameCNNOptions | None = None,
     ) -> None:

@@ -26,9 +26,9 @@ from torchmetrics.classification import (
 from datamodules.errors import ConfigError
 from lightning_modules.classify_model import Classifier
 from lightning_modules.epoch_losses import EpochLosses
-from lightning_modules.frame_cnn import FrameCNNOptions, FramePooling
-from lightning_modules.heads import Pooling
+from lightning_modules.frame_cnn import FrameCNNOptions
 from lightning_modules.optim import OptimConfig, configure_optimizers
+from lightning_modules.pooling import SpatialPooling, TemporalPooling
 
 
 @dataclass
@@ -57,14 +57,14 @@ class ClassifyTask:
 
     embed_dim: int = 64
     embed_dropout: float = 0.1
-    pooling: Pooling = "mean"
+    pooling: TemporalPooling = "mean"
     head_dropout: float = 0.1
     label_smoothing: float = 0.0
     class_weighting: Literal["none", "inverse"] = "none"
     input_noise: float = 0.0
     frame_channels: int = 16
     frame_layers: int = 3
-    frame_pooling: FramePooling = "flatten"
+    frame_pooling: SpatialPooling = "flatten"
     frame_coords: bool = True
 
     @property

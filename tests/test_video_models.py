@@ -15,7 +15,8 @@ from experiments.sweep.space import load_space, nest, sample_overrides
 from lightning_modules.classify_model import Classifier
 from lightning_modules.classify_training import ClassificationModule
 from lightning_modules.families import FAMILIES, build_encoder
-from lightning_modules.frame_cnn import SPATIAL_POOLINGS, FrameCNN, FrameCNNOptions
+from lightning_modules.frame_cnn import FrameCNN, FrameCNNOptions
+from lightning_modules.pooling import SPATIAL_POOLINGS
 from lightning_modules.stems import build_stem
 
 STEP_FAMILIES = sorted(name for name, family in FAMILIES.items() if family.input == "steps")
