@@ -1,6 +1,6 @@
 """The classification model: a modality stem, any registered encoder family, a pooling head.
 
-forward(x) -> logits [B, num_classes], where x is whatever the stem for spec["input_kind"] reads (token ids
+forward(x) -> logits [B, num_classes], where x is whatever the stem for spec.input_kind reads (token ids
 [B, T] for text, frames [B, T, C, H, W] for video). The stem is chosen by the input kind and by what the
 family reads: per-step vectors for most families, the raw clip for c3d and convlstm. The stem's mask follows
 the sequence through the encoder into the pooling, so padded steps never count. Families that need a fixed
@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from datamodules.specs import ClassifySpec
 from lightning_modules.families import build_encoder, family_of
 from lightning_modules.families.base import FamilyConfig
 from lightning_modules.frame_cnn import FrameCNNOptions
@@ -39,7 +40,7 @@ class Classifier(nn.Module):
         family: str,
         family_config: FamilyConfig | dict[str, Any] | None = None,
         *,
-        spec: dict[str, Any],
+        spec: ClassifySpec,
         embed_dim: int,
         embed_dropout: float = 0.0,
         pooling: TemporalPooling = "mean",
@@ -49,7 +50,7 @@ class Classifier(nn.Module):
         super().__init__()
         self.stem = build_stem(spec, embed_dim, embed_dropout, reads=family_of(family).input, frame_cnn=frame_cnn)
         self.encoder = build_encoder(family, family_config, in_dim=self.stem.out_dim, seq_len=self.stem.seq_len)
-        self.head = ClassificationHead(self.encoder.out_dim, spec["num_classes"], pooling, head_dropout)
+        self.head = ClassificationHead(self.encoder.out_dim, spec.num_classes, pooling, head_dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         h, mask = self.stem(x)

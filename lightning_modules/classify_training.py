@@ -6,7 +6,7 @@ Shared by every classification dataset (text, video frames, keypoints): the data
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -24,6 +24,7 @@ from torchmetrics.classification import (
 )
 
 from datamodules.errors import ConfigError
+from datamodules.specs import ClassifySpec, as_spec
 from lightning_modules.classify_model import Classifier
 from lightning_modules.epoch_losses import EpochLosses
 from lightning_modules.frame_cnn import FrameCNNOptions
@@ -72,13 +73,13 @@ class ClassifyTask:
         return FrameCNNOptions(self.frame_channels, self.frame_layers, self.frame_pooling, self.frame_coords)
 
 
-def class_weights(class_weighting: str, spec: dict[str, Any]) -> Tensor | None:
+def class_weights(class_weighting: str, spec: ClassifySpec) -> Tensor | None:
     """Inverse-frequency loss weights from the training class counts when asked for (mean weight 1)."""
     if class_weighting == "none":
         return None
-    counts = torch.tensor(spec["class_counts"], dtype=torch.float64)
+    counts = torch.tensor(spec.class_counts, dtype=torch.float64)
     if (counts == 0).any():
-        empty = [name for name, count in zip(spec["class_names"], spec["class_counts"], strict=False) if count == 0]
+        empty = [name for name, count in zip(spec.class_names, spec.class_counts, strict=False) if count == 0]
         raise ConfigError(
             f"classes {empty} have no training item, so inverse class weights are infinite; "
             "use task.class_weighting=none or add training items of those classes"
@@ -158,9 +159,10 @@ class ClassificationModule(pl.LightningModule):
 
     Test metrics: accuracy, macro precision/recall/F1, F1 per class (test_f1_<class>), MCC and AUROC; the
     majority-class baseline (always the most frequent training class) is scored on the same test batches as
-    baseline_majority_acc/f1/mcc. When spec["test_clips"] > 1 a test item is several clips (x [B, clips, ...])
+    baseline_majority_acc/f1/mcc. When spec.test_clips > 1 a test item is several clips (x [B, clips, ...])
     and its class probabilities are the clips' average. After testing, `test_predictions` holds what the model
-    predicted, for reports. The whole run config is saved in the checkpoint's hyperparameters.
+    predicted, for reports. The whole run config and the spec (as plain data) are saved in the checkpoint's
+    hyperparameters; `spec` may be that plain form.
     """
 
     Task = ClassifyTask
@@ -169,9 +171,11 @@ class ClassificationModule(pl.LightningModule):
     # families (c3d, convlstm) read frames only, so a video sweep picks them with --families.
     sweep_families = ("cnn", "rnn", "transformer", "cnn_rnn_transformer")
 
-    def __init__(self, config: dict[str, Any], spec: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], spec: ClassifySpec | dict[str, Any]) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)  # params are logged flat by the run, not twice
+        spec = as_spec(ClassifySpec, spec)
+        # Plain data only, so torch.load(weights_only=True) reads the checkpoint; params are logged flat by the run.
+        self.save_hyperparameters({"config": config, "spec": asdict(spec)}, logger=False)
         task = ClassifyTask(**config["task"])
         self.task, self.optim = task, OptimConfig(**config["optim"])
         model_cfg = {k: v for k, v in config["model"].items() if k != "family"}
@@ -188,13 +192,13 @@ class ClassificationModule(pl.LightningModule):
         self.loss_fn = nn.CrossEntropyLoss(
             weight=class_weights(task.class_weighting, spec), label_smoothing=task.label_smoothing
         )
-        self.num_classes, self.class_names = spec["num_classes"], list(spec["class_names"])
+        self.num_classes, self.class_names = spec.num_classes, list(spec.class_names)
         self.losses = EpochLosses()
         self.val_metrics = classification_metrics("val_", self.num_classes, VAL_METRICS)
         self.test_metrics = classification_metrics("test_", self.num_classes, TEST_METRICS)
         self.baseline_metrics = classification_metrics("baseline_majority_", self.num_classes, BASELINE_METRICS)
-        self.majority_class = majority_class(spec["class_counts"])
-        self.test_clips = spec.get("test_clips", 1)
+        self.majority_class = majority_class(spec.class_counts)
+        self.test_clips = spec.test_clips
         self.max_epochs = config["trainer"]["max_epochs"]
         self.test_predictions: Predictions | None = None
         self._test_batches: list[tuple[Tensor, Tensor]] = []

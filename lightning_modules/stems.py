@@ -8,24 +8,24 @@ clip stem hands the frames on unchanged, with out_dim the frame shape (C, H, W).
 """
 
 from collections.abc import Callable
-from typing import Any
 
 from torch import Tensor, nn
 
 from datamodules.errors import ConfigError
+from datamodules.specs import ClassifySpec
 from lightning_modules.frame_cnn import FrameCNN, FrameCNNOptions
 
 
 class TokenStem(nn.Module):
     """Token ids [B, T] -> embeddings [B, T, dim]; padding ids embed to zeros and are masked out.
 
-    Reads spec["vocab_size"] and spec["pad_id"]. Texts differ in length, so seq_len is None.
+    Reads spec.vocab_size and spec.pad_id. Texts differ in length, so seq_len is None.
     """
 
-    def __init__(self, spec: dict[str, Any], dim: int, dropout: float) -> None:
+    def __init__(self, spec: ClassifySpec, dim: int, dropout: float) -> None:
         super().__init__()
-        self.pad_id = spec["pad_id"]
-        self.embedding = nn.Embedding(spec["vocab_size"], dim, padding_idx=self.pad_id)
+        self.pad_id = spec.pad_id
+        self.embedding = nn.Embedding(spec.vocab_size, dim, padding_idx=self.pad_id)
         self.dropout = nn.Dropout(dropout)
         self.out_dim, self.seq_len = dim, None
 
@@ -36,15 +36,15 @@ class TokenStem(nn.Module):
 class VectorStem(nn.Module):
     """Per-step feature vectors [B, T, F] (e.g. keypoints per frame) -> a linear projection [B, T, dim].
 
-    Reads spec["n_inputs"] (F) and spec.get("seq_len") (T when every item has the same length). Items are not
+    Reads spec.n_inputs (F) and spec.seq_len (T when every item has the same length). Items are not
     padded, so the mask is None.
     """
 
-    def __init__(self, spec: dict[str, Any], dim: int, dropout: float) -> None:
+    def __init__(self, spec: ClassifySpec, dim: int, dropout: float) -> None:
         super().__init__()
-        self.project = nn.Linear(spec["n_inputs"], dim)
+        self.project = nn.Linear(spec.n_inputs, dim)
         self.dropout = nn.Dropout(dropout)
-        self.out_dim, self.seq_len = dim, spec.get("seq_len")
+        self.out_dim, self.seq_len = dim, spec.seq_len
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         return self.dropout(self.project(x)), None
@@ -53,16 +53,16 @@ class VectorStem(nn.Module):
 class FrameStem(nn.Module):
     """Frames [B, T, C, H, W] -> one feature vector per frame from a small 2D CNN, projected to [B, T, dim].
 
-    Every frame goes through the same CNN on its own ([B*T, C, H, W] in one batch); reads spec["frame_shape"]
-    and spec["clip_len"]. Clips are never padded, so the mask is None.
+    Every frame goes through the same CNN on its own ([B*T, C, H, W] in one batch); reads spec.frame_shape
+    and spec.seq_len. Clips are never padded, so the mask is None.
     """
 
-    def __init__(self, spec: dict[str, Any], dim: int, dropout: float, cnn: FrameCNNOptions) -> None:
+    def __init__(self, spec: ClassifySpec, dim: int, dropout: float, cnn: FrameCNNOptions) -> None:
         super().__init__()
-        self.cnn = FrameCNN(spec["frame_shape"], cnn)
+        self.cnn = FrameCNN(spec.frame_shape, cnn)
         self.project = nn.Linear(self.cnn.out_dim, dim)
         self.dropout = nn.Dropout(dropout)
-        self.out_dim, self.seq_len = dim, spec["clip_len"]
+        self.out_dim, self.seq_len = dim, spec.seq_len
 
     def forward(self, clips: Tensor) -> tuple[Tensor, Tensor | None]:
         batch, steps = clips.shape[:2]
@@ -73,16 +73,16 @@ class FrameStem(nn.Module):
 class ClipStem(nn.Module):
     """Frames [B, T, C, H, W] handed on as they are, for families that read raw clips; out_dim is (C, H, W)."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: ClassifySpec) -> None:
         super().__init__()
-        self.out_dim, self.seq_len = tuple(spec["frame_shape"]), spec["clip_len"]
+        self.out_dim, self.seq_len = tuple(spec.frame_shape), spec.seq_len
 
     def forward(self, clips: Tensor) -> tuple[Tensor, Tensor | None]:
         return clips, None
 
 
 # (spec, dim, dropout, frame CNN options) -> stem; each stem reads only what its input needs.
-StemFactory = Callable[[dict[str, Any], int, float, FrameCNNOptions], nn.Module]
+StemFactory = Callable[[ClassifySpec, int, float, FrameCNNOptions], nn.Module]
 STEMS: dict[tuple[str, str], StemFactory] = {
     ("tokens", "steps"): lambda spec, dim, dropout, cnn: TokenStem(spec, dim, dropout),
     ("vectors", "steps"): lambda spec, dim, dropout, cnn: VectorStem(spec, dim, dropout),
@@ -92,14 +92,14 @@ STEMS: dict[tuple[str, str], StemFactory] = {
 
 
 def build_stem(
-    spec: dict[str, Any], dim: int, dropout: float, reads: str = "steps", frame_cnn: FrameCNNOptions | None = None
+    spec: ClassifySpec, dim: int, dropout: float, reads: str = "steps", frame_cnn: FrameCNNOptions | None = None
 ) -> nn.Module:
-    """The stem that turns spec["input_kind"] into what the family reads ("steps" or "clip").
+    """The stem that turns spec.input_kind into what the family reads ("steps" or "clip").
 
     An unknown kind lists the registered ones; a kind that cannot give what the family reads (raw clips from
     keypoint vectors) names the kinds that can.
     """
-    kind = spec.get("input_kind")
+    kind = spec.input_kind
     kinds = sorted({k for k, _ in STEMS})
     if kind not in kinds:
         raise ConfigError(f"no stem for input_kind {kind!r}; registered: {', '.join(kinds)}")

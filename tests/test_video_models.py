@@ -2,6 +2,8 @@
 per-step family, the raw-clip families c3d and convlstm, the frame-average (spatial-only) baseline, multi-clip
 test items through the ClassificationModule, and the video search space."""
 
+from dataclasses import replace
+
 import lightning.pytorch as pl
 import optuna
 import pytest
@@ -10,6 +12,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from datamodules.errors import ConfigError
+from datamodules.specs import ClassifySpec
 from experiments.config import config_from_dict, flatten, parse_run_args, run_parser
 from experiments.sweep.space import load_space, nest, sample_overrides
 from lightning_modules.classify_model import Classifier
@@ -22,14 +25,7 @@ from lightning_modules.stems import build_stem
 STEP_FAMILIES = sorted(name for name, family in FAMILIES.items() if family.input == "steps")
 CLIP_FAMILIES = sorted(name for name, family in FAMILIES.items() if family.input == "clip")
 CLASSES = ["right", "up", "left", "down"]
-FRAMES = {
-    "input_kind": "frames",
-    "num_classes": 4,
-    "class_names": CLASSES,
-    "class_counts": [5, 5, 5, 5],
-    "frame_shape": [1, 16, 16],
-    "clip_len": 6,
-}
+FRAMES = ClassifySpec("frames", CLASSES, [5, 5, 5, 5], seq_len=6, frame_shape=[1, 16, 16])
 TINY_CNN = FrameCNNOptions(channels=4, layers=2)
 TINY = {  # small members keep every shape test fast; defaults are exercised by the end-to-end tests
     "cnn_rnn_transformer": {
@@ -42,11 +38,11 @@ TINY = {  # small members keep every shape test fast; defaults are exercised by 
 }
 
 
-def clips(batch: int = 3, spec: dict = FRAMES, seed: int = 0) -> Tensor:
-    return torch.randn(batch, spec["clip_len"], *spec["frame_shape"], generator=torch.Generator().manual_seed(seed))
+def clips(batch: int = 3, spec: ClassifySpec = FRAMES, seed: int = 0) -> Tensor:
+    return torch.randn(batch, spec.seq_len, *spec.frame_shape, generator=torch.Generator().manual_seed(seed))
 
 
-def classifier(family: str, spec: dict = FRAMES, pooling: str = "mean") -> Classifier:
+def classifier(family: str, spec: ClassifySpec = FRAMES, pooling: str = "mean") -> Classifier:
     torch.manual_seed(0)
     return Classifier(family, TINY.get(family), spec=spec, embed_dim=8, pooling=pooling, frame_cnn=TINY_CNN).eval()
 
@@ -119,7 +115,7 @@ def test_the_seed_pipeline_runs_cnn_then_lstm_then_transformer_on_frame_vectors(
 def test_clip_families_read_raw_frames_and_give_their_declared_sequence(
     family: str, frame_shape: list, clip_len: int
 ) -> None:
-    spec = {**FRAMES, "frame_shape": frame_shape, "clip_len": clip_len}
+    spec = replace(FRAMES, frame_shape=frame_shape, seq_len=clip_len)
     model = classifier(family, spec)
     assert type(model.stem).__name__ == "ClipStem"
     x = clips(2, spec)
@@ -148,7 +144,7 @@ def test_convlstm_keeps_one_output_per_frame_and_its_state_carries_earlier_frame
 def test_clip_families_refuse_per_step_input_and_say_where_they_work() -> None:
     with pytest.raises(ConfigError, match=r"the c3d family reads raw clips .* needs the frame shape"):
         build_encoder("c3d", None, in_dim=16, seq_len=15)
-    keypoints = {"input_kind": "vectors", "n_inputs": 16, "seq_len": 15, "num_classes": 11}
+    keypoints = ClassifySpec("vectors", [str(i) for i in range(11)], [1] * 11, seq_len=15, n_inputs=16)
     with pytest.raises(ConfigError, match="reads 'clip' input, which input_kind frames gives but 'vectors' does not"):
         Classifier("convlstm", spec=keypoints, embed_dim=8)
 
@@ -181,7 +177,7 @@ def test_the_frame_average_is_one_step_per_item_that_counts_only_real_steps() ->
 # Through the ClassificationModule.
 
 
-def module_for(family: str, spec: dict, *words: str) -> ClassificationModule:
+def module_for(family: str, spec: ClassifySpec, *words: str) -> ClassificationModule:
     torch.manual_seed(0)
     model_words = [f"{key}={value}" for key, value in flatten({"model": TINY.get(family, {})}).items()]
     config = parse_run_args(
@@ -202,7 +198,7 @@ def module_for(family: str, spec: dict, *words: str) -> ClassificationModule:
 
 @pytest.mark.parametrize("family", ["frame_avg", "cnn_rnn_transformer", "c3d", "convlstm"])
 def test_multi_clip_test_items_average_their_clips_probabilities(family: str) -> None:
-    spec = {**FRAMES, "test_clips": 3}
+    spec = replace(FRAMES, test_clips=3)
     module = module_for(family, spec).eval()
     x = clips(6).view(2, 3, *clips(6).shape[1:])  # two test items of three clips each
     y = torch.tensor([0, 2])
@@ -255,19 +251,12 @@ def sampled_configs(data: str, family: str, n: int = 3) -> list[dict]:
     return configs
 
 
-def spec_for(config: dict) -> dict:
+def spec_for(config: dict) -> ClassifySpec:
     data = config["data"]
     if data["name"] == "gestures":
-        return {
-            "input_kind": "vectors",
-            "n_inputs": 16,
-            "seq_len": data["clip_len"],
-            "num_classes": 11,
-            "class_names": [str(i) for i in range(11)],
-            "class_counts": [1] * 11,
-        }
+        return ClassifySpec("vectors", [str(i) for i in range(11)], [1] * 11, seq_len=data["clip_len"], n_inputs=16)
     side = data["crop"] or data["frame_size"]
-    return {**FRAMES, "frame_shape": [data["channels"], side, side], "clip_len": data["clip_len"]}
+    return replace(FRAMES, frame_shape=[data["channels"], side, side], seq_len=data["clip_len"])
 
 
 def test_the_video_search_space_tunes_the_frame_stem_clip_length_and_augmentation() -> None:
