@@ -40,7 +40,8 @@ class ClassifyTask:
         embed_dim: width of the stem's output (token embeddings, projected features), the encoder's input.
         embed_dropout: dropout on the stem's output.
         pooling: how the head pools the encoder's sequence over time: "last" real step, "mean", "max"
-            (max-over-time, as in Kim 2014's text CNN) or "attention" (learned weights over the steps).
+            (max-over-time, as in Kim 2014's text CNN), "attention" (learned weights over the steps) or "flatten"
+            (every step side by side; fixed-length input such as clips only).
         head_dropout: dropout on the pooled vector before the Linear to class logits.
         label_smoothing: share of every target's probability spread evenly over all classes in the cross-entropy.
         class_weighting: "inverse" weights each class's loss by n / (classes * its training count), so a rare class
@@ -187,7 +188,7 @@ class ClassificationModule(pl.LightningModule):
             embed_dropout=task.embed_dropout,
             pooling=task.pooling,
             head_dropout=task.head_dropout,
-            frame_cnn=task.frame_cnn,
+            stem_options=task.frame_cnn,
         )
         self.loss_fn = nn.CrossEntropyLoss(
             weight=class_weights(task.class_weighting, spec), label_smoothing=task.label_smoothing

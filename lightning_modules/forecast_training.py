@@ -13,6 +13,7 @@ from lightning_modules.baselines import naive_forecasts
 from lightning_modules.epoch_losses import EpochLosses
 from lightning_modules.forecast_model import Forecaster
 from lightning_modules.optim import OptimConfig, configure_optimizers
+from lightning_modules.pooling import TemporalPooling
 
 
 @dataclass
@@ -25,8 +26,8 @@ class ForecastTask:
         revin: normalise each input window by its own mean and std (RevIN) and undo it on the forecast.
         channel_independent: every channel is its own univariate series through a shared encoder (PatchTST-style).
         stem_dim: project each time step's values to this width before the encoder; null keeps the raw values.
-        head: what the linear forecasting head sees: flatten (every encoder step), last or mean (one summary step;
-            far fewer weights for long unpatched sequences).
+        head: how the linear forecasting head pools the encoder's steps: flatten (every step, time-major), or one
+            summary vector: last, mean, max or attention (far fewer weights for long unpatched sequences).
         input_noise: std of Gaussian noise added to training inputs (scaled units), a cheap augmentation.
         season: period in steps of the seasonal-naive baseline; null takes the dataset's own (24 for hourly ETT).
     """
@@ -36,7 +37,7 @@ class ForecastTask:
     revin: bool = False
     channel_independent: bool = False
     stem_dim: int | None = None
-    head: Literal["flatten", "last", "mean"] = "flatten"
+    head: TemporalPooling = "flatten"
     input_noise: float = 0.0
     season: int | None = None
 
@@ -67,15 +68,12 @@ class ForecastingModule(pl.LightningModule):
         self.model = Forecaster(
             family=config["model"]["family"],
             family_config=model_cfg,
-            n_inputs=spec.n_inputs,
-            n_targets=spec.n_targets,
-            lookback=spec.lookback,
-            horizon=spec.horizon,
-            target_index=spec.target_index,
+            spec=spec,
             revin=task.revin,
             channel_independent=task.channel_independent,
             stem_dim=task.stem_dim,
             head=task.head,
+            stem_options=config.get("stem"),
         )
         self.loss_fn = {"mse": nn.MSELoss(), "mae": nn.L1Loss(), "huber": nn.HuberLoss(delta=task.huber_delta)}[
             task.loss

@@ -22,7 +22,6 @@ from lightning_modules import TASKS
 from lightning_modules.classify_model import Classifier
 from lightning_modules.classify_training import ClassificationModule, MatthewsCorrCoef, Predictions
 from lightning_modules.families import FAMILIES
-from lightning_modules.heads import ClassificationHead
 from lightning_modules.stems import STEMS, build_stem
 
 VARIABLE_LENGTH_FAMILIES = [
@@ -102,26 +101,6 @@ def test_padding_does_not_change_a_sequences_logits(family: str, family_config: 
     torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-5)
 
 
-def test_poolings_read_only_real_steps() -> None:
-    h = torch.tensor([[[1.0], [3.0], [2.0], [100.0]], [[5.0], [-100.0], [-100.0], [-100.0]]])
-    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
-    pooled = {}
-    for pooling in ("last", "mean", "max"):
-        head = ClassificationHead(1, 1, pooling, dropout=0.0)
-        nn.init.ones_(head.classify.weight), nn.init.zeros_(head.classify.bias)
-        pooled[pooling] = head(h, mask)[:, 0].tolist()
-    assert pooled == {"last": [2.0, 5.0], "mean": [2.0, 5.0], "max": [3.0, 5.0]}
-
-
-def test_attention_pooling_gives_padded_steps_no_weight() -> None:
-    torch.manual_seed(0)
-    head = ClassificationHead(4, 2, "attention", dropout=0.0)
-    h, mask = torch.randn(1, 5, 4), torch.tensor([[True, True, True, False, False]])
-    noisy_padding = h.clone()
-    noisy_padding[:, 3:] = 1e4
-    torch.testing.assert_close(head(h, mask), head(noisy_padding, mask))
-
-
 def test_an_item_with_no_step_left_after_a_pooling_cnn_is_an_error_not_a_guess() -> None:
     model = classifier("cnn", {"pool": "max", "pool_size": 2, "num_layers": 2})
     with pytest.raises(ConfigError, match="no real step left after the encoder.*model.pool=none"):
@@ -143,8 +122,10 @@ def test_vector_stem_projects_per_step_features_and_lets_fixed_length_families_w
 
 
 def test_an_input_kind_without_a_stem_lists_the_registered_ones() -> None:
-    assert sorted({kind for kind, _ in STEMS}) == ["frames", "tokens", "vectors"]
-    with pytest.raises(ConfigError, match="no stem for input_kind 'audio'; registered: frames, tokens, vectors"):
+    assert sorted(STEMS) == ["frames", "tokens", "values", "vectors"]
+    with pytest.raises(
+        ConfigError, match="no stem for input_kind 'audio'; registered: frames, tokens, values, vectors"
+    ):
         build_stem(replace(TOKENS, input_kind="audio"), dim=8, dropout=0.0)
 
 

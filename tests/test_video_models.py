@@ -44,7 +44,7 @@ def clips(batch: int = 3, spec: ClassifySpec = FRAMES, seed: int = 0) -> Tensor:
 
 def classifier(family: str, spec: ClassifySpec = FRAMES, pooling: str = "mean") -> Classifier:
     torch.manual_seed(0)
-    return Classifier(family, TINY.get(family), spec=spec, embed_dim=8, pooling=pooling, frame_cnn=TINY_CNN).eval()
+    return Classifier(family, TINY.get(family), spec=spec, embed_dim=8, pooling=pooling, stem_options=TINY_CNN).eval()
 
 
 def test_every_family_reads_per_step_vectors_or_raw_clips() -> None:
@@ -57,7 +57,7 @@ def test_every_family_reads_per_step_vectors_or_raw_clips() -> None:
 
 @pytest.mark.parametrize("pooling", sorted(SPATIAL_POOLINGS))
 def test_the_frame_stem_turns_every_frame_into_one_vector(pooling: str) -> None:
-    stem = build_stem(FRAMES, dim=8, dropout=0.0, frame_cnn=FrameCNNOptions(channels=4, layers=2, pooling=pooling))
+    stem = build_stem(FRAMES, dim=8, dropout=0.0, options=FrameCNNOptions(channels=4, layers=2, pooling=pooling))
     h, mask = stem(clips())
     assert h.shape == (3, 6, 8) and mask is None
     assert (stem.out_dim, stem.seq_len) == (8, 6)
