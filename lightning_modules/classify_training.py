@@ -27,14 +27,13 @@ from datamodules.errors import ConfigError
 from datamodules.specs import ClassifySpec, as_spec
 from lightning_modules.classify_model import Classifier
 from lightning_modules.epoch_losses import EpochLosses
-from lightning_modules.frame_cnn import FrameCNNOptions
 from lightning_modules.optim import OptimConfig, configure_optimizers
-from lightning_modules.pooling import SpatialPooling, TemporalPooling
+from lightning_modules.pooling import TemporalPooling
 
 
 @dataclass
 class ClassifyTask:
-    """Classification stem, head, loss and augmentation.
+    """Classification stem width, head, loss and augmentation (a stem's own options are `stem.*`).
 
     Args:
         embed_dim: width of the stem's output (token embeddings, projected features), the encoder's input.
@@ -47,14 +46,6 @@ class ClassifyTask:
         class_weighting: "inverse" weights each class's loss by n / (classes * its training count), so a rare class
             counts as much as a common one; "none" weighs items equally.
         input_noise: std of Gaussian noise added to float training inputs (vectors, frames); token ids are never noised.
-        frame_channels: frames stem: channels of the per-frame CNN's first convolution; every later layer doubles them.
-        frame_layers: frames stem: convolution layers per frame (3x3, batch norm, ReLU, 2x2 max pooling), each
-            halving the frame's sides.
-        frame_pooling: frames stem: how each frame's last feature map becomes one vector: "max" or "avg" over
-            positions, "attention" (learned weights over positions), or "flatten" (the whole map, layout kept:
-            where things are, and so motion, is then easiest to read; pooling suits appearance-driven tasks).
-        frame_coords: frames stem: every convolution also reads x and y coordinate channels (CoordConv), so
-            features pooled over positions can still say where things are, and so show motion across frames.
     """
 
     embed_dim: int = 64
@@ -64,14 +55,6 @@ class ClassifyTask:
     label_smoothing: float = 0.0
     class_weighting: Literal["none", "inverse"] = "none"
     input_noise: float = 0.0
-    frame_channels: int = 16
-    frame_layers: int = 3
-    frame_pooling: SpatialPooling = "flatten"
-    frame_coords: bool = True
-
-    @property
-    def frame_cnn(self) -> FrameCNNOptions:
-        return FrameCNNOptions(self.frame_channels, self.frame_layers, self.frame_pooling, self.frame_coords)
 
 
 def class_weights(class_weighting: str, spec: ClassifySpec) -> Tensor | None:
@@ -188,7 +171,7 @@ class ClassificationModule(pl.LightningModule):
             embed_dropout=task.embed_dropout,
             pooling=task.pooling,
             head_dropout=task.head_dropout,
-            stem_options=task.frame_cnn,
+            stem_options=config.get("stem"),  # only input kinds whose stem has options have the section
         )
         self.loss_fn = nn.CrossEntropyLoss(
             weight=class_weights(task.class_weighting, spec), label_smoothing=task.label_smoothing

@@ -20,7 +20,18 @@ from lightning_modules.pooling import SPATIAL_POOLINGS, SpatialPooling, build_po
 
 @dataclass(frozen=True)
 class FrameCNNOptions:
-    """The frame CNN's shape; ClassifyTask's frame_* fields document them for the command line."""
+    """The frames stem: a per-frame CNN (offered as `stem.*` for frame datasets).
+
+    Args:
+        channels: channels of the per-frame CNN's first convolution; every later layer doubles them.
+        layers: convolution layers per frame (3x3, batch norm, ReLU, 2x2 max pooling), each halving the
+            frame's sides.
+        pooling: how each frame's last feature map becomes one vector: "max" or "avg" over positions,
+            "attention" (learned weights over positions), or "flatten" (the whole map, layout kept: where things
+            are, and so motion, is then easiest to read; pooling suits appearance-driven tasks).
+        coords: every convolution also reads x and y coordinate channels (CoordConv), so features pooled over
+            positions can still say where things are, and so show motion across frames.
+    """
 
     channels: int = 16
     layers: int = 3
@@ -45,9 +56,7 @@ class FrameCNN(nn.Module):
     def __init__(self, frame_shape: list[int], options: FrameCNNOptions) -> None:
         super().__init__()
         if options.layers < 1 or options.channels < 1:
-            raise ConfigError(
-                f"task.frame_layers and task.frame_channels must be >= 1; got {options.layers}, {options.channels}"
-            )
+            raise ConfigError(f"stem.layers and stem.channels must be >= 1; got {options.layers}, {options.channels}")
         in_channels, height, width = frame_shape
         self.coords = options.coords
         blocks = []
@@ -65,7 +74,7 @@ class FrameCNN(nn.Module):
             in_channels, height, width = out_channels, height // pool[0], width // pool[1]
         self.blocks = nn.ModuleList(blocks)
         self.pool, self.out_dim = build_pooling(
-            SPATIAL_POOLINGS, options.pooling, in_channels, height * width, "task.frame_pooling"
+            SPATIAL_POOLINGS, options.pooling, in_channels, height * width, "stem.pooling"
         )
 
     def forward(self, frames: Tensor) -> Tensor:

@@ -187,8 +187,8 @@ def module_for(family: str, spec: ClassifySpec, *words: str) -> ClassificationMo
             "--model",
             family,
             "task.embed_dim=8",
-            "task.frame_channels=4",
-            "task.frame_layers=2",
+            "stem.channels=4",
+            "stem.layers=2",
             *model_words,
             *words,
         ]
@@ -216,22 +216,25 @@ def test_multi_clip_test_items_average_their_clips_probabilities(family: str) ->
     assert 0.0 <= scores["test_acc"] <= 1.0 and "baseline_majority_acc" in scores
 
 
-def test_frame_options_are_documented_task_options_that_reach_the_stem() -> None:
+def test_frame_options_are_a_documented_stem_section_that_reaches_the_frame_cnn() -> None:
     help_text = run_parser("moving-shapes", "rnn").format_help()
-    assert "--task.frame_pooling" in help_text and "CoordConv" in help_text
-    module = module_for("rnn", FRAMES, "task.frame_layers=3", "task.frame_channels=6", "task.frame_pooling=attention")
+    assert "--stem.pooling" in help_text and "CoordConv" in help_text and "--task.frame_pooling" not in help_text
+    module = module_for(
+        "rnn", FRAMES, "stem.layers=3", "stem.channels=6", "stem.pooling=attention", "stem.coords=false"
+    )
     cnn = module.model.stem.cnn
     assert len(cnn.blocks) == 3 and cnn.out_dim == 24 and type(cnn.pool).__name__ == "SpatialAttentionPool"
+    assert not cnn.coords
     with pytest.raises(ConfigError):
-        parse_run_args(["--data", "moving-shapes", "task.frame_pooling=median"])
+        parse_run_args(["--data", "moving-shapes", "stem.pooling=median"])
 
 
 # The video search space.
 
 VIDEO_KNOBS = {
-    "task.frame_channels",
-    "task.frame_layers",
-    "task.frame_pooling",
+    "stem.channels",
+    "stem.layers",
+    "stem.pooling",
     "data.clip_len",
     "data.frame_stride",
     "data.crop",
