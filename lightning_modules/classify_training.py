@@ -43,8 +43,11 @@ class ClassifyTask:
             (every step side by side; fixed-length input such as clips only).
         head_dropout: dropout on the pooled vector before the Linear to class logits.
         label_smoothing: share of every target's probability spread evenly over all classes in the cross-entropy.
-        class_weighting: "inverse" weights each class's loss by n / (classes * its training count), so a rare class
-            counts as much as a common one; "none" weighs items equally.
+        class_weighting: "inverse" (the default) weights each class's loss by n / (classes * its training count),
+            so a rare class counts as much as a common one; "none" weighs items equally. Inverse by default because
+            real classification data is rarely balanced: unweighted, a 2-epoch cnn on sms (13% spam) called every
+            message ham (spam F1 0); on balanced data every weight is 1. Not with data.sampler=weighted, which
+            corrects the same imbalance by resampling.
         input_noise: std of Gaussian noise added to float training inputs (vectors, frames); token ids are never noised.
     """
 
@@ -53,8 +56,19 @@ class ClassifyTask:
     pooling: TemporalPooling = "mean"
     head_dropout: float = 0.1
     label_smoothing: float = 0.0
-    class_weighting: Literal["none", "inverse"] = "none"
+    class_weighting: Literal["none", "inverse"] = "inverse"
     input_noise: float = 0.0
+
+
+def check_imbalance_options(config: dict[str, Any]) -> None:
+    """Refuse correcting the class imbalance twice: resampled batches are balanced already, and weighting them
+    again by the original counts would favour the rare class as much as the raw data favoured the common one."""
+    if config["task"]["class_weighting"] == "inverse" and config["data"].get("sampler") == "weighted":
+        raise ConfigError(
+            "data.sampler=weighted and task.class_weighting=inverse both correct the class imbalance, so together "
+            "they over-correct it; keep one: add task.class_weighting=none to keep the weighted sampler, or "
+            "data.sampler=none to keep the loss weights"
+        )
 
 
 def class_weights(class_weighting: str, spec: ClassifySpec) -> Tensor | None:
@@ -161,6 +175,7 @@ class ClassificationModule(pl.LightningModule):
         # Plain data only, so torch.load(weights_only=True) reads the checkpoint; params are logged flat by the run.
         self.save_hyperparameters({"config": config, "spec": asdict(spec)}, logger=False)
         task = ClassifyTask(**config["task"])
+        check_imbalance_options(config)
         self.task, self.optim = task, OptimConfig(**config["optim"])
         model_cfg = {k: v for k, v in config["model"].items() if k != "family"}
         self.model = Classifier(

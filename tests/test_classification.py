@@ -241,12 +241,20 @@ def test_several_clips_per_test_item_are_averaged_as_probabilities() -> None:
 def test_class_weights_and_label_smoothing_reach_the_loss() -> None:
     logits, labels = torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), torch.tensor(LABELS)
     inverse = torch.tensor([65 / (3 * 50), 65 / (3 * 10), 65 / (3 * 5)])
-    module = echo_module(SPEC, "task.class_weighting=inverse", "task.label_smoothing=0.2")
+    module = echo_module(SPEC, "task.label_smoothing=0.2")  # inverse class weights are the default
     loss = module.training_step((logits, labels), 0)
     assert loss.item() == pytest.approx(F.cross_entropy(logits, labels, weight=inverse, label_smoothing=0.2).item())
     assert loss.item() != pytest.approx(F.cross_entropy(logits, labels, label_smoothing=0.2).item())
-    plain = echo_module(SPEC).training_step((logits, labels), 0)
+    plain = echo_module(SPEC, "task.class_weighting=none").training_step((logits, labels), 0)
     assert plain.item() == pytest.approx(F.cross_entropy(logits, labels).item())
+
+
+def test_a_weighted_sampler_with_inverse_class_weights_is_refused_naming_both_keys_and_the_fix() -> None:
+    with pytest.raises(
+        ConfigError, match=r"data\.sampler=weighted and task\.class_weighting=inverse.*task\.class_weighting=none"
+    ):
+        echo_module(SPEC, "data.sampler=weighted")
+    assert echo_module(SPEC, "data.sampler=weighted", "task.class_weighting=none").loss_fn.weight is None
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log")
