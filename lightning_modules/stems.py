@@ -88,9 +88,11 @@ class FrameStem(Stem):
 
 
 class ClipStem(Stem):
-    """Frames [B, T, C, H, W] handed on as they are, for families that read raw clips; out_dim is (C, H, W)."""
+    """Frames [B, T, C, H, W] handed on as they are, for families that read raw clips; out_dim is (C, H, W).
 
-    def __init__(self, spec: Spec, dim: int | None, dropout: float, options: Any = None) -> None:
+    The frame CNN's options do not apply: the family convolves the frames itself."""
+
+    def __init__(self, spec: Spec, dim: int | None, dropout: float, options: FrameCNNOptions) -> None:
         super().__init__()
         self.out_dim, self.seq_len = tuple(spec.frame_shape), spec.seq_len
 
@@ -139,7 +141,9 @@ def build_stem(
             f"does not; choose a family that reads {' or '.join(map(repr, entry.stems))} "
             "(e.g. rnn, transformer, cnn_rnn_transformer)"
         )
-    if entry.options is not None and not isinstance(options, entry.options):
+    if entry.options is None:
+        options = None
+    elif not isinstance(options, entry.options):
         options = entry.options(**(options or {}))
     return entry.stems[reads](spec, dim, dropout, options)
 
