@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from datamodules.specs import ClassifySpec
 from datamodules.video.throughput import loader_frames_per_second
 from experiments.config import config_from_dict, datamodule_for
 from experiments.sweep.cli import build_plan, sweep_parser
@@ -80,7 +81,7 @@ def run_shapes(name: str, tracking_uri: str | None) -> dict[str, Any]:
     wall = time.perf_counter() - started
     spec = datamodule_spec(config)
     # Frames training reads per epoch: every training and validation clip, clip_len frames each.
-    frames = config["trainer"]["max_epochs"] * (spec["n_train"] + spec["n_val"]) * spec["clip_len"]
+    frames = config["trainer"]["max_epochs"] * (spec.details["n_train"] + spec.details["n_val"]) * spec.seq_len
     row = {
         "model": name,
         "family": config["model"]["family"],
@@ -96,7 +97,7 @@ def run_shapes(name: str, tracking_uri: str | None) -> dict[str, Any]:
     return row
 
 
-def datamodule_spec(config: dict[str, Any]) -> dict[str, Any]:
+def datamodule_spec(config: dict[str, Any]) -> ClassifySpec:
     datamodule = datamodule_for(config)
     datamodule.setup()
     return datamodule.spec
@@ -110,9 +111,7 @@ def part_shapes(tracking_uri: str | None) -> dict[str, Any]:
     fastest = max(rows, key=lambda row: row["training_fps"])
     return {
         "data": SHAPES["data"],
-        "n_train": spec["n_train"],
-        "n_val": spec["n_val"],
-        "n_test": spec["n_test"],
+        **{name: spec.details[name] for name in ("n_train", "n_val", "n_test")},
         "chance": CHANCE,
         "runs": rows,
         "loader_fps": loader_fps,

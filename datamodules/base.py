@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.specs import Spec
 from datamodules.windows import batch_loader
 
 
@@ -41,11 +42,12 @@ NON_SHAPING_OPTIONS = frozenset({"root", "batch_size", "download", "shuffle_seed
 
 
 class StwDataModule(pl.LightningDataModule):
-    """Base for registered datamodules. Subclasses set `Options`, `task` and implement `setup`, which fills
-    `datasets` ("train", "val", "test"); each dataset answers a whole batch of indices at once."""
+    """Base for registered datamodules. Subclasses set `Options`, `task`, `input_kind` and implement `setup`, which
+    fills `datasets` ("train", "val", "test"); each dataset answers a whole batch of indices at once."""
 
     Options: ClassVar[type[DataOptions]] = DataOptions
     task: ClassVar[str]  # "forecast" or "classify": which LightningModule trains on it
+    input_kind: ClassVar[str]  # what an item holds ("values", "tokens", ...): which model stem reads it
     # Why this dataset's test scores are not an evaluation (None for real datasets).
     smoke_check: ClassVar[str | None] = None
     datasets: dict[str, Dataset]
@@ -74,6 +76,6 @@ class StwDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     @property
-    def spec(self) -> dict[str, Any]:
-        """What a model needs to know about the tensors, e.g. n_inputs, n_targets, lookback, horizon."""
+    def spec(self) -> Spec:
+        """What a model needs to know about the tensors (see datamodules.specs)."""
         raise NotImplementedError

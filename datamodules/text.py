@@ -28,6 +28,7 @@ from datamodules.base import DataOptions, StwDataModule
 from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
 from datamodules.paths import data_root
+from datamodules.specs import ClassifySpec
 from datamodules.text_vocab import PAD_ID, SPECIAL_TOKENS, TextTokenizer, fit_tokenizer, normalised
 
 log = logging.getLogger(__name__)
@@ -299,6 +300,7 @@ class TextDataModule(StwDataModule):
 
     Options = TextOptions
     task = "classify"
+    input_kind = "tokens"
 
     def __init__(self, options: TextOptions) -> None:
         super().__init__(options)
@@ -350,21 +352,22 @@ class TextDataModule(StwDataModule):
         return torch.bincount(self.datasets["train"].labels, minlength=len(self.class_names))
 
     @property
-    def spec(self) -> dict[str, Any]:
+    def spec(self) -> ClassifySpec:
         if not self.datasets:
             raise RuntimeError("call setup() before reading spec")
-        return {
-            "input_kind": "tokens",
-            "vocab_size": self.tokenizer.vocab_size,
-            "pad_id": PAD_ID,
-            "max_len": self.options.max_len,
-            "num_classes": len(self.class_names),
-            "class_names": self.class_names,
-            "class_counts": self.class_counts.tolist(),
-            "duplicates_removed": self.duplicates_removed,
-            "duplicates_conflicting": self.duplicates_conflicting,
-            **{f"n_{name}": len(self.datasets[name]) for name in SPLITS},
-        }
+        return ClassifySpec(
+            input_kind=self.input_kind,
+            class_names=self.class_names,
+            class_counts=self.class_counts.tolist(),
+            vocab_size=self.tokenizer.vocab_size,
+            pad_id=PAD_ID,
+            details={
+                "max_len": self.options.max_len,
+                "duplicates_removed": self.duplicates_removed,
+                "duplicates_conflicting": self.duplicates_conflicting,
+                **{f"n_{name}": len(self.datasets[name]) for name in SPLITS},
+            },
+        )
 
     def train_dataloader(self) -> DataLoader:
         train = self.datasets["train"]

@@ -20,6 +20,7 @@ from datamodules.base import DataOptions, StwDataModule
 from datamodules.download import Source, ensure_file
 from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
+from datamodules.specs import ForecastSpec
 from datamodules.windows import WindowDataset
 
 
@@ -152,6 +153,7 @@ class WindowedSeriesDataModule(StwDataModule):
     """Forecast windows over one dated series; subclasses implement the four dataset hooks below."""
 
     task: ClassVar[str] = "forecast"
+    input_kind: ClassVar[str] = "values"
     season: ClassVar[int]  # steps per season, for the seasonal-naive baseline
     options: WindowOptions
 
@@ -227,20 +229,19 @@ class WindowedSeriesDataModule(StwDataModule):
 
     # --- what models and evaluation read ---------------------------------------------------------------------
     @property
-    def spec(self) -> dict[str, Any]:
+    def spec(self) -> ForecastSpec:
         if self.input_scaler is None:
             raise RuntimeError("spec is known after setup() or load_state_dict()")
         inputs, targets = self.input_scaler.columns, self.target_scaler.columns
-        return {
-            "n_inputs": len(inputs),
-            "n_targets": len(targets),
-            "lookback": self.options.lookback,
-            "horizon": self.options.horizon,
-            "target_index": [inputs.index(t) for t in targets] if set(targets) <= set(inputs) else None,
-            "input_names": list(inputs),
-            "target_names": list(targets),
-            "season": self.season,
-        }
+        return ForecastSpec(
+            input_kind=self.input_kind,
+            lookback=self.options.lookback,
+            horizon=self.options.horizon,
+            input_names=list(inputs),
+            target_names=list(targets),
+            target_index=[inputs.index(t) for t in targets] if set(targets) <= set(inputs) else None,
+            season=self.season,
+        )
 
     def inverse_transform_targets(self, y: Tensor) -> Tensor:
         """Scaled targets (last dim K) back to the data's own units."""

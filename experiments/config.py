@@ -1,4 +1,5 @@
-"""One config per run: data, model, task, optim, trainer and seed, checked against the registries.
+"""One config per run: data, model, task, optim, trainer and seed (and stem, for inputs whose stem has options),
+checked against the registries.
 
 The parser is built for the chosen dataset and model family, so `stw train --data ett --model lstm --help`
 lists exactly the options that run has, with their docs, and a misspelt key is an error that names the
@@ -21,6 +22,7 @@ from datamodules.errors import ConfigError
 from lightning_modules import TASKS
 from lightning_modules.families import FAMILIES, resolve_family
 from lightning_modules.optim import OptimConfig
+from lightning_modules.stems import stem_options
 
 DEFAULT_DATA, DEFAULT_MODEL = "ett", "linear"
 
@@ -98,6 +100,10 @@ def run_parser(data: str, model: str, prog: str = "stw train") -> ArgumentParser
     parser.add_class_arguments(FAMILIES[family].config, "model")
     parser.set_defaults({f"model.{k}": v for k, v in alias_defaults.items()})
     parser.add_class_arguments(TASKS[data_cls.task].Task, "task")
+    # A `stem` section only where the dataset's input kind has stem options (frames); other runs have none.
+    stem = stem_options(data_cls.input_kind)
+    if stem is not None:
+        parser.add_class_arguments(stem, "stem")
     parser.add_class_arguments(OptimConfig, "optim")
     parser.add_class_arguments(TrainerConfig, "trainer")
     parser.add_argument("--seed", type=int, default=0, help="seeds weights, shuffling and noise; same seed -> same run")

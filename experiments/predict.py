@@ -3,8 +3,9 @@
 The datamodule is rebuilt from the run's config.yaml and given the run's fitted preprocessing
 (preprocessing.json: scalers, tokenizer, class names), so the new file is transformed exactly as the training
 data was. The checkpoint is read with torch.load(weights_only=True): tensors and plain data only, so a
-tampered file cannot run code. Lightning's saved hyper_parameters (the run config and the data spec) are
-plain data, so they load too and rebuild the module the weights belong to.
+tampered file cannot run code. Lightning's saved hyper_parameters (the run config and the data spec, saved as
+asdict(spec)) are plain data, so they load too and rebuild the module the weights belong to (the module turns
+the spec back into its dataclass).
 
 A predictor per dataset (PREDICTORS) reads the files with the dataset's own public reading functions, so the
 same columns are required and the same checks apply as for training, applies the run's fitted preprocessing

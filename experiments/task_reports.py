@@ -24,9 +24,9 @@ def forecast_report(
     with torch.no_grad():
         forecast = module(x)
     spec, times = datamodule.spec, datamodule.split_timestamps("test")
-    lookback, horizon = spec["lookback"], spec["horizon"]
-    if spec["target_index"] is not None:
-        context = datamodule.inverse_transform_targets(x[:, :, spec["target_index"]])[..., 0].numpy()
+    lookback, horizon = spec.lookback, spec.horizon
+    if spec.target_index is not None:
+        context = datamodule.inverse_transform_targets(x[:, :, spec.target_index])[..., 0].numpy()
     else:
         context = np.full((len(index), lookback), np.nan)
     return [
@@ -36,7 +36,7 @@ def forecast_report(
             datamodule.inverse_transform_targets(forecast)[..., 0].numpy(),
             [times[i : i + lookback] for i in index],
             [times[i + lookback : i + lookback + horizon] for i in index],
-            spec["target_names"][0],
+            spec.target_names[0],
             folder / "forecast.png",
             title,
         )

@@ -1,36 +1,30 @@
-"""The classification model: a modality stem, any registered encoder family, a pooling head.
+"""The classification model: the task model (stem -> encoder -> pooling head) with class logits as outputs.
 
-forward(x) -> logits [B, num_classes], where x is whatever the stem for spec["input_kind"] reads (token ids
-[B, T] for text, frames [B, T, C, H, W] for video). The stem is chosen by the input kind and by what the
-family reads: per-step vectors for most families, the raw clip for c3d and convlstm. The stem's mask follows
-the sequence through the encoder into the pooling, so padded steps never count. Families that need a fixed
-length (linear, mlp) refuse variable-length input such as tokens when they are built, with an error naming
-the families that work.
+forward(x) -> logits [B, num_classes], for x whatever the stem for spec.input_kind reads (token ids [B, T] for
+text, frames [B, T, C, H, W] for video, keypoint vectors [B, T, F]); see lightning_modules.task_model.
 """
 
 from typing import Any
 
-from torch import Tensor, nn
-
-from lightning_modules.families import build_encoder, family_of
+from datamodules.specs import ClassifySpec
 from lightning_modules.families.base import FamilyConfig
-from lightning_modules.frame_cnn import FrameCNNOptions
-from lightning_modules.heads import ClassificationHead, Pooling
-from lightning_modules.stems import build_stem
+from lightning_modules.pooling import TemporalPooling
+from lightning_modules.task_model import TaskModel
 
 
-class Classifier(nn.Module):
+class Classifier(TaskModel):
     """Input batch -> class logits with any registered encoder family.
 
     Args:
         family: family name or alias (see lightning_modules.families).
         family_config: the family's config dataclass or a dict of its fields; None takes the defaults.
-        spec: the datamodule's spec: input_kind, num_classes and what the stem reads (see lightning_modules.stems).
+        spec: the datamodule's spec: input_kind, the classes and what the stem reads (see lightning_modules.stems).
         embed_dim: width of the stem's output, the encoder's input.
         embed_dropout: dropout on the stem's output.
-        pooling: how the head pools time: last, mean, max or attention.
+        pooling: how the head pools time: last, mean, max, attention, or flatten (fixed-length input only).
         head_dropout: dropout on the pooled vector before the Linear to logits.
-        frame_cnn: the per-frame CNN of the frames stem; None takes the defaults (unused for other inputs).
+        stem_options: the input kind's stem options, e.g. the frames stem's FrameCNNOptions (or a dict of its
+            fields); None takes the defaults, and kinds without options ignore it.
     """
 
     def __init__(
@@ -38,22 +32,24 @@ class Classifier(nn.Module):
         family: str,
         family_config: FamilyConfig | dict[str, Any] | None = None,
         *,
-        spec: dict[str, Any],
+        spec: ClassifySpec,
         embed_dim: int,
         embed_dropout: float = 0.0,
-        pooling: Pooling = "mean",
+        pooling: TemporalPooling = "mean",
         head_dropout: float = 0.0,
-        frame_cnn: FrameCNNOptions | None = None,
+        stem_options: Any | dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        self.stem = build_stem(spec, embed_dim, embed_dropout, reads=family_of(family).input, frame_cnn=frame_cnn)
-        self.encoder = build_encoder(family, family_config, in_dim=self.stem.out_dim, seq_len=self.stem.seq_len)
-        self.head = ClassificationHead(self.encoder.out_dim, spec["num_classes"], pooling, head_dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h, mask = self.stem(x)
-        h, mask = self.encoder(h, mask)
-        return self.head(h, mask)
+        super().__init__(
+            "classify",
+            family,
+            family_config,
+            spec,
+            stem_dim=embed_dim,
+            stem_dropout=embed_dropout,
+            stem_options=stem_options,
+            pooling=pooling,
+            head_dropout=head_dropout,
+        )
 
 
 __all__ = ["Classifier"]

@@ -6,7 +6,7 @@ Shared by every classification dataset (text, video frames, keypoints): the data
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -24,61 +24,60 @@ from torchmetrics.classification import (
 )
 
 from datamodules.errors import ConfigError
+from datamodules.specs import ClassifySpec, as_spec
 from lightning_modules.classify_model import Classifier
 from lightning_modules.epoch_losses import EpochLosses
-from lightning_modules.frame_cnn import FrameCNNOptions, FramePooling
-from lightning_modules.heads import Pooling
 from lightning_modules.optim import OptimConfig, configure_optimizers
+from lightning_modules.pooling import TemporalPooling
 
 
 @dataclass
 class ClassifyTask:
-    """Classification stem, head, loss and augmentation.
+    """Classification stem width, head, loss and augmentation (a stem's own options are `stem.*`).
 
     Args:
         embed_dim: width of the stem's output (token embeddings, projected features), the encoder's input.
         embed_dropout: dropout on the stem's output.
         pooling: how the head pools the encoder's sequence over time: "last" real step, "mean", "max"
-            (max-over-time, as in Kim 2014's text CNN) or "attention" (learned weights over the steps).
+            (max-over-time, as in Kim 2014's text CNN), "attention" (learned weights over the steps) or "flatten"
+            (every step side by side; fixed-length input such as clips only).
         head_dropout: dropout on the pooled vector before the Linear to class logits.
         label_smoothing: share of every target's probability spread evenly over all classes in the cross-entropy.
-        class_weighting: "inverse" weights each class's loss by n / (classes * its training count), so a rare class
-            counts as much as a common one; "none" weighs items equally.
+        class_weighting: "inverse" (the default) weights each class's loss by n / (classes * its training count),
+            so a rare class counts as much as a common one; "none" weighs items equally. Inverse by default because
+            real classification data is rarely balanced: unweighted, a 2-epoch cnn on sms (13% spam) called every
+            message ham (spam F1 0); on balanced data every weight is 1. Not with data.sampler=weighted, which
+            corrects the same imbalance by resampling.
         input_noise: std of Gaussian noise added to float training inputs (vectors, frames); token ids are never noised.
-        frame_channels: frames stem: channels of the per-frame CNN's first convolution; every later layer doubles them.
-        frame_layers: frames stem: convolution layers per frame (3x3, batch norm, ReLU, 2x2 max pooling), each
-            halving the frame's sides.
-        frame_pooling: frames stem: how each frame's last feature map becomes one vector: "max" or "avg" over
-            positions, "attention" (learned weights over positions), or "flatten" (the whole map, layout kept:
-            where things are, and so motion, is then easiest to read; pooling suits appearance-driven tasks).
-        frame_coords: frames stem: every convolution also reads x and y coordinate channels (CoordConv), so
-            features pooled over positions can still say where things are, and so show motion across frames.
     """
 
     embed_dim: int = 64
     embed_dropout: float = 0.1
-    pooling: Pooling = "mean"
+    pooling: TemporalPooling = "mean"
     head_dropout: float = 0.1
     label_smoothing: float = 0.0
-    class_weighting: Literal["none", "inverse"] = "none"
+    class_weighting: Literal["none", "inverse"] = "inverse"
     input_noise: float = 0.0
-    frame_channels: int = 16
-    frame_layers: int = 3
-    frame_pooling: FramePooling = "flatten"
-    frame_coords: bool = True
-
-    @property
-    def frame_cnn(self) -> FrameCNNOptions:
-        return FrameCNNOptions(self.frame_channels, self.frame_layers, self.frame_pooling, self.frame_coords)
 
 
-def class_weights(class_weighting: str, spec: dict[str, Any]) -> Tensor | None:
+def check_imbalance_options(config: dict[str, Any]) -> None:
+    """Refuse correcting the class imbalance twice: resampled batches are balanced already, and weighting them
+    again by the original counts would favour the rare class as much as the raw data favoured the common one."""
+    if config["task"]["class_weighting"] == "inverse" and config["data"].get("sampler") == "weighted":
+        raise ConfigError(
+            "data.sampler=weighted and task.class_weighting=inverse both correct the class imbalance, so together "
+            "they over-correct it; keep one: add task.class_weighting=none to keep the weighted sampler, or "
+            "data.sampler=none to keep the loss weights"
+        )
+
+
+def class_weights(class_weighting: str, spec: ClassifySpec) -> Tensor | None:
     """Inverse-frequency loss weights from the training class counts when asked for (mean weight 1)."""
     if class_weighting == "none":
         return None
-    counts = torch.tensor(spec["class_counts"], dtype=torch.float64)
+    counts = torch.tensor(spec.class_counts, dtype=torch.float64)
     if (counts == 0).any():
-        empty = [name for name, count in zip(spec["class_names"], spec["class_counts"], strict=False) if count == 0]
+        empty = [name for name, count in zip(spec.class_names, spec.class_counts, strict=False) if count == 0]
         raise ConfigError(
             f"classes {empty} have no training item, so inverse class weights are infinite; "
             "use task.class_weighting=none or add training items of those classes"
@@ -158,9 +157,10 @@ class ClassificationModule(pl.LightningModule):
 
     Test metrics: accuracy, macro precision/recall/F1, F1 per class (test_f1_<class>), MCC and AUROC; the
     majority-class baseline (always the most frequent training class) is scored on the same test batches as
-    baseline_majority_acc/f1/mcc. When spec["test_clips"] > 1 a test item is several clips (x [B, clips, ...])
+    baseline_majority_acc/f1/mcc. When spec.test_clips > 1 a test item is several clips (x [B, clips, ...])
     and its class probabilities are the clips' average. After testing, `test_predictions` holds what the model
-    predicted, for reports. The whole run config is saved in the checkpoint's hyperparameters.
+    predicted, for reports. The whole run config and the spec (as plain data) are saved in the checkpoint's
+    hyperparameters; `spec` may be that plain form.
     """
 
     Task = ClassifyTask
@@ -170,10 +170,13 @@ class ClassificationModule(pl.LightningModule):
     # families (c3d, convlstm) read frames only, so a video sweep picks them with --families.
     sweep_families = ("cnn", "rnn", "transformer", "cnn_rnn_transformer")
 
-    def __init__(self, config: dict[str, Any], spec: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], spec: ClassifySpec | dict[str, Any]) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)  # params are logged flat by the run, not twice
+        spec = as_spec(ClassifySpec, spec)
+        # Plain data only, so torch.load(weights_only=True) reads the checkpoint; params are logged flat by the run.
+        self.save_hyperparameters({"config": config, "spec": asdict(spec)}, logger=False)
         task = ClassifyTask(**config["task"])
+        check_imbalance_options(config)
         self.task, self.optim = task, OptimConfig(**config["optim"])
         model_cfg = {k: v for k, v in config["model"].items() if k != "family"}
         self.model = Classifier(
@@ -184,18 +187,18 @@ class ClassificationModule(pl.LightningModule):
             embed_dropout=task.embed_dropout,
             pooling=task.pooling,
             head_dropout=task.head_dropout,
-            frame_cnn=task.frame_cnn,
+            stem_options=config.get("stem"),  # only input kinds whose stem has options have the section
         )
         self.loss_fn = nn.CrossEntropyLoss(
             weight=class_weights(task.class_weighting, spec), label_smoothing=task.label_smoothing
         )
-        self.num_classes, self.class_names = spec["num_classes"], list(spec["class_names"])
+        self.num_classes, self.class_names = spec.num_classes, list(spec.class_names)
         self.losses = EpochLosses()
         self.val_metrics = classification_metrics("val_", self.num_classes, VAL_METRICS)
         self.test_metrics = classification_metrics("test_", self.num_classes, TEST_METRICS)
         self.baseline_metrics = classification_metrics("baseline_majority_", self.num_classes, BASELINE_METRICS)
-        self.majority_class = majority_class(spec["class_counts"])
-        self.test_clips = spec.get("test_clips", 1)
+        self.majority_class = majority_class(spec.class_counts)
+        self.test_clips = spec.test_clips
         self.max_epochs = config["trainer"]["max_epochs"]
         self.test_predictions: Predictions | None = None
         self._test_batches: list[tuple[Tensor, Tensor]] = []

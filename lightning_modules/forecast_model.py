@@ -1,19 +1,22 @@
-"""The forecasting model: optional RevIN, optional channel independence, a stem, a family's encoder, a linear head.
+"""The forecasting model: the task model (stem -> encoder -> head) wrapped in optional RevIN and channel independence.
 
-forward(x [B, L, C]) -> [B, H, K]. The head flattens the encoder's [B, T', D] output and maps it with one Linear
-to all H*K forecasts at once (direct multi-step forecasting); with the linear family and decomposition this
-head is what makes the model DLinear.
+forward(x [B, L, C]) -> [B, H, K]. The stem of input kind "values" projects every step's channel values to
+task.stem_dim (or keeps them); the forecast head pools the encoder's [B, T', D] output ("flatten" keeps every
+step) and maps it with one Linear to all H*K forecasts at once (direct multi-step forecasting); with the linear
+family and decomposition this head is what makes the model DLinear.
 """
 
-from collections.abc import Callable
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from datamodules.errors import ConfigError
-from lightning_modules.families import build_encoder
+from datamodules.specs import ForecastSpec
 from lightning_modules.families.base import FamilyConfig
+from lightning_modules.pooling import TemporalPooling
+from lightning_modules.task_model import TaskModel
 
 
 class RevIN(nn.Module):
@@ -47,10 +50,9 @@ class RevIN(nn.Module):
         return y * std + mean
 
 
-def check_targets(
-    n_inputs: int, n_targets: int, target_index: list[int] | None, revin: bool, channel_independent: bool
-) -> None:
+def check_targets(spec: ForecastSpec, revin: bool, channel_independent: bool) -> None:
     """Reject option combinations that cannot forecast the targets, saying which option to change."""
+    n_inputs, n_targets, target_index = spec.n_inputs, spec.n_targets, spec.target_index
     in_range = target_index is not None and all(0 <= i < n_inputs for i in target_index)
     if target_index is not None and (len(target_index) != n_targets or not in_range):
         raise ConfigError(
@@ -70,32 +72,28 @@ def check_targets(
         )
 
 
-SUMMARIES: dict[str, Callable[[Tensor], Tensor]] = {
-    "flatten": lambda h: h.flatten(1),
-    "last": lambda h: h[:, -1],
-    "mean": lambda h: h.mean(dim=1),
-}
+def one_channel(spec: ForecastSpec) -> ForecastSpec:
+    """What a channel-independent model's stem and head see: each channel alone, a series forecasting itself."""
+    return replace(spec, input_names=["channel"], target_names=["channel"], target_index=[0])
 
 
-class Forecaster(nn.Module):
+class Forecaster(TaskModel):
     """[B, L, C] -> [B, H, K] with any registered encoder family.
 
     Args:
         family: family name or alias (see lightning_modules.families).
         family_config: the family's config dataclass or a dict of its fields; None takes the defaults.
-        n_inputs: input channels C.
-        n_targets: forecast channels K.
-        lookback: input steps L.
-        horizon: forecast steps H.
-        target_index: positions of the K targets among the C inputs, or None when targets are not inputs.
+        spec: the datamodule's spec: channels, targets (target_index None when targets are not inputs),
+            lookback and horizon.
         revin: normalise every window by its own statistics and denormalise the forecast (needs target_index).
         revin_affine: give RevIN a learnable per-channel scale and shift.
         channel_independent: run every channel as its own univariate series [B*C, L, 1] through one shared
-            encoder and head, PatchTST-style (needs the targets to be exactly the inputs).
+            stem, encoder and head, PatchTST-style (needs the targets to be exactly the inputs).
         stem_dim: project every time step's values linearly to this width before the encoder; None keeps them.
-        head: "flatten" maps every encoder step to the forecast (DLinear, PatchTST); "last" and "mean" map one
-            summary step, which keeps the head small for long unpatched sequences (an LSTM over 512 steps of
-            width 128 would otherwise need a 44M-weight head).
+        head: how the head pools the encoder's steps: "flatten" maps every step to the forecast (DLinear,
+            PatchTST); "last", "mean", "max" and "attention" map one summary step, which keeps the head small for
+            long unpatched sequences (an LSTM over 512 steps of width 128 would otherwise need a 44M-weight head).
+        stem_options: the input kind's stem options, for kinds that have them (values has none).
     """
 
     def __init__(
@@ -103,28 +101,28 @@ class Forecaster(nn.Module):
         family: str,
         family_config: FamilyConfig | dict[str, Any] | None = None,
         *,
-        n_inputs: int,
-        n_targets: int,
-        lookback: int,
-        horizon: int,
-        target_index: list[int] | None = None,
+        spec: ForecastSpec,
         revin: bool = False,
         revin_affine: bool = False,
         channel_independent: bool = False,
         stem_dim: int | None = None,
-        head: Literal["flatten", "last", "mean"] = "flatten",
+        head: TemporalPooling = "flatten",
+        stem_options: Any | dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        check_targets(n_inputs, n_targets, target_index, revin, channel_independent)
-        self.horizon, self.channel_independent = horizon, channel_independent
-        self.revin = RevIN(n_inputs, target_index, revin_affine) if revin else None
-        series_dim = 1 if channel_independent else n_inputs
-        self.stem = nn.Linear(series_dim, stem_dim) if stem_dim else nn.Identity()
-        self.encoder = build_encoder(family, family_config, in_dim=stem_dim or series_dim, seq_len=lookback)
-        self.outputs_per_series = 1 if channel_independent else n_targets
-        self.summary = SUMMARIES[head]
-        summary_len = self.encoder.out_len if head == "flatten" else 1
-        self.head = nn.Linear(summary_len * self.encoder.out_dim, horizon * self.outputs_per_series)
+        check_targets(spec, revin, channel_independent)
+        super().__init__(
+            "forecast",
+            family,
+            family_config,
+            one_channel(spec) if channel_independent else spec,
+            stem_dim=stem_dim,
+            stem_dropout=0.0,
+            stem_options=stem_options,
+            pooling=head,
+            head_dropout=0.0,
+        )
+        self.channel_independent = channel_independent
+        self.revin = RevIN(spec.n_inputs, spec.target_index, revin_affine) if revin else None
 
     def forward(self, x: Tensor) -> Tensor:
         batch, lookback, channels = x.shape
@@ -132,10 +130,9 @@ class Forecaster(nn.Module):
             x, stats = self.revin.normalise(x)
         if self.channel_independent:
             x = x.transpose(1, 2).reshape(batch * channels, lookback, 1)
-        h, _ = self.encoder(self.stem(x))
-        y = self.head(self.summary(h)).view(-1, self.horizon, self.outputs_per_series)
+        y = super().forward(x)
         if self.channel_independent:
-            y = y.view(batch, channels, self.horizon).transpose(1, 2)
+            y = y.view(batch, channels, -1).transpose(1, 2)
         if self.revin is not None:
             y = self.revin.denormalise(y, stats)
         return y

@@ -1,6 +1,6 @@
 """The LightningModule that trains a Forecaster and scores it beside naive baselines."""
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -8,10 +8,12 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
+from datamodules.specs import ForecastSpec, as_spec
 from lightning_modules.baselines import naive_forecasts
 from lightning_modules.epoch_losses import EpochLosses
 from lightning_modules.forecast_model import Forecaster
 from lightning_modules.optim import OptimConfig, configure_optimizers
+from lightning_modules.pooling import TemporalPooling
 
 
 @dataclass
@@ -24,8 +26,8 @@ class ForecastTask:
         revin: normalise each input window by its own mean and std (RevIN) and undo it on the forecast.
         channel_independent: every channel is its own univariate series through a shared encoder (PatchTST-style).
         stem_dim: project each time step's values to this width before the encoder; null keeps the raw values.
-        head: what the linear forecasting head sees: flatten (every encoder step), last or mean (one summary step;
-            far fewer weights for long unpatched sequences).
+        head: how the linear forecasting head pools the encoder's steps: flatten (every step, time-major), or one
+            summary vector: last, mean, max or attention (far fewer weights for long unpatched sequences).
         input_noise: std of Gaussian noise added to training inputs (scaled units), a cheap augmentation.
         season: period in steps of the seasonal-naive baseline; null takes the dataset's own (24 for hourly ETT).
     """
@@ -35,7 +37,7 @@ class ForecastTask:
     revin: bool = False
     channel_independent: bool = False
     stem_dim: int | None = None
-    head: Literal["flatten", "last", "mean"] = "flatten"
+    head: TemporalPooling = "flatten"
     input_noise: float = 0.0
     season: int | None = None
 
@@ -47,7 +49,8 @@ def forecast_metrics(prefix: str) -> MetricCollection:
 class ForecastingModule(pl.LightningModule):
     """Trains on scaled windows; logs train_loss, val_loss/val_mse/val_mae per epoch, test and baseline metrics.
 
-    The whole run config is saved in the checkpoint's hyperparameters, so a checkpoint alone rebuilds the model.
+    The whole run config and the spec (as plain data) are saved in the checkpoint's hyperparameters, so a
+    checkpoint alone rebuilds the model; `spec` may be that plain form.
     """
 
     Task = ForecastTask
@@ -55,32 +58,31 @@ class ForecastingModule(pl.LightningModule):
     monitorable = ("val_loss", "val_mse", "val_mae")  # what validation logs: trainer.monitor must be one of them
     sweep_families = ("linear", "cnn", "rnn", "transformer", "cnn_rnn_transformer")
 
-    def __init__(self, config: dict[str, Any], spec: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], spec: ForecastSpec | dict[str, Any]) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)  # params are logged flat by the run, not twice
+        spec = as_spec(ForecastSpec, spec)
+        # Plain data only, so torch.load(weights_only=True) reads the checkpoint; params are logged flat by the run.
+        self.save_hyperparameters({"config": config, "spec": asdict(spec)}, logger=False)
         task = ForecastTask(**config["task"])
         self.task, self.optim = task, OptimConfig(**config["optim"])
         model_cfg = {k: v for k, v in config["model"].items() if k != "family"}
         self.model = Forecaster(
             family=config["model"]["family"],
             family_config=model_cfg,
-            n_inputs=spec["n_inputs"],
-            n_targets=spec["n_targets"],
-            lookback=spec["lookback"],
-            horizon=spec["horizon"],
-            target_index=spec["target_index"],
+            spec=spec,
             revin=task.revin,
             channel_independent=task.channel_independent,
             stem_dim=task.stem_dim,
             head=task.head,
+            stem_options=config.get("stem"),
         )
         self.loss_fn = {"mse": nn.MSELoss(), "mae": nn.L1Loss(), "huber": nn.HuberLoss(delta=task.huber_delta)}[
             task.loss
         ]
         self.losses = EpochLosses()
         self.val_metrics, self.test_metrics = forecast_metrics("val_"), forecast_metrics("test_")
-        self.target_index = spec["target_index"]
-        self.baselines = naive_forecasts(task.season or spec["season"]) if self.target_index is not None else {}
+        self.target_index = spec.target_index
+        self.baselines = naive_forecasts(task.season or spec.season) if self.target_index is not None else {}
         self.baseline_metrics = nn.ModuleDict({name: forecast_metrics(f"baseline_{name}_") for name in self.baselines})
         self.max_epochs = config["trainer"]["max_epochs"]
 

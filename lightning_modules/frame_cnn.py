@@ -9,58 +9,34 @@ Even so, motion is learnt far more slowly through a pooling than through "flatte
 reached about 0.72 validation accuracy after 20 epochs with "max", 0.99 with "flatten"), hence the default.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from datamodules.errors import ConfigError
-
-FramePooling = Literal["max", "avg", "attention", "flatten"]
+from lightning_modules.pooling import SPATIAL_POOLINGS, SpatialPooling, build_pooling
 
 
 @dataclass(frozen=True)
 class FrameCNNOptions:
-    """The frame CNN's shape; ClassifyTask's frame_* fields document them for the command line."""
+    """The frames stem: a per-frame CNN (offered as `stem.*` for frame datasets).
+
+    Args:
+        channels: channels of the per-frame CNN's first convolution; every later layer doubles them.
+        layers: convolution layers per frame (3x3, batch norm, ReLU, 2x2 max pooling), each halving the
+            frame's sides.
+        pooling: how each frame's last feature map becomes one vector: "max" or "avg" over positions,
+            "attention" (learned weights over positions), or "flatten" (the whole map, layout kept: where things
+            are, and so motion, is then easiest to read; pooling suits appearance-driven tasks).
+        coords: every convolution also reads x and y coordinate channels (CoordConv), so features pooled over
+            positions can still say where things are, and so show motion across frames.
+    """
 
     channels: int = 16
     layers: int = 3
-    pooling: FramePooling = "flatten"
+    pooling: SpatialPooling = "flatten"
     coords: bool = True
-
-
-class SpatialAttentionPool(nn.Module):
-    """A learned score per position, softmaxed over positions, weights the average of the feature map."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.score = nn.Conv2d(channels, 1, kernel_size=1)
-
-    def forward(self, h: Tensor) -> Tensor:
-        weights = torch.softmax(self.score(h).flatten(1), dim=1)  # [N, H*W]
-        return (h.flatten(2) * weights.unsqueeze(1)).sum(dim=2)
-
-
-class FixedSpatialPool(nn.Module):
-    """A pooling without parameters, as a module so every pooling plugs in the same way."""
-
-    def __init__(self, pool: Callable[[Tensor], Tensor]) -> None:
-        super().__init__()
-        self.pool = pool
-
-    def forward(self, h: Tensor) -> Tensor:
-        return self.pool(h)
-
-
-# Pooling name -> (map channels, map positions) -> (module, its output width).
-SPATIAL_POOLINGS: dict[str, Callable[[int, int], tuple[nn.Module, int]]] = {
-    "max": lambda channels, positions: (FixedSpatialPool(lambda h: h.amax(dim=(2, 3))), channels),
-    "avg": lambda channels, positions: (FixedSpatialPool(lambda h: h.mean(dim=(2, 3))), channels),
-    "attention": lambda channels, positions: (SpatialAttentionPool(channels), channels),
-    "flatten": lambda channels, positions: (FixedSpatialPool(lambda h: h.flatten(1)), channels * positions),
-}
 
 
 def with_coordinates(h: Tensor) -> Tensor:
@@ -80,11 +56,7 @@ class FrameCNN(nn.Module):
     def __init__(self, frame_shape: list[int], options: FrameCNNOptions) -> None:
         super().__init__()
         if options.layers < 1 or options.channels < 1:
-            raise ConfigError(
-                f"task.frame_layers and task.frame_channels must be >= 1; got {options.layers}, {options.channels}"
-            )
-        if options.pooling not in SPATIAL_POOLINGS:
-            raise ConfigError(f"task.frame_pooling={options.pooling!r}; choose one of: {', '.join(SPATIAL_POOLINGS)}")
+            raise ConfigError(f"stem.layers and stem.channels must be >= 1; got {options.layers}, {options.channels}")
         in_channels, height, width = frame_shape
         self.coords = options.coords
         blocks = []
@@ -101,7 +73,9 @@ class FrameCNN(nn.Module):
             )
             in_channels, height, width = out_channels, height // pool[0], width // pool[1]
         self.blocks = nn.ModuleList(blocks)
-        self.pool, self.out_dim = SPATIAL_POOLINGS[options.pooling](in_channels, height * width)
+        self.pool, self.out_dim = build_pooling(
+            SPATIAL_POOLINGS, options.pooling, in_channels, height * width, "stem.pooling"
+        )
 
     def forward(self, frames: Tensor) -> Tensor:
         h = frames
@@ -110,4 +84,4 @@ class FrameCNN(nn.Module):
         return self.pool(h)
 
 
-__all__ = ["FrameCNN", "FrameCNNOptions", "FramePooling", "SPATIAL_POOLINGS"]
+__all__ = ["FrameCNN", "FrameCNNOptions"]

@@ -1,93 +1,61 @@
-"""The classification head: pool an encoder's sequence over time, then dropout and a Linear to class logits.
+"""Task heads: pool an encoder's sequence over time, then dropout and one Linear to all of an item's outputs.
 
-Every pooling reads only real steps (mask True), so padding never changes an item's logits.
+One Head serves every task; the registry says, per task, what shape an item's outputs take and which config
+key chooses the pooling. A forecast is [H, K] at once (direct multi-step forecasting; "flatten" keeps every
+encoder step, which with the linear family is DLinear), a classification one logit per class. Every pooling
+reads only real steps (mask True), so padding never changes an item's outputs.
 """
 
+import math
 from collections.abc import Callable
-from typing import Literal
+from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
-from datamodules.errors import ConfigError
-
-Pooling = Literal["last", "mean", "max", "attention"]
-
-
-def real_steps(h: Tensor, mask: Tensor | None) -> Tensor:
-    """The [B, T] bool mask of steps to pool (all of them without a mask); every item must keep one."""
-    if mask is None:
-        return torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
-    if not mask.any(dim=1).all():
-        # Only an encoder that pools time can do this; guessing a step would make the item's logits depend on its batch.
-        raise ConfigError(
-            "an item has no real step left after the encoder: a cnn with pooling needs at least "
-            "pool_size**num_layers steps per item; use model.pool=none or fewer layers for short inputs"
-        )
-    return mask
+from datamodules.specs import Spec
+from lightning_modules.families.base import Encoder
+from lightning_modules.pooling import TEMPORAL_POOLINGS, TemporalPooling, build_pooling, real_steps
 
 
-def last_step(h: Tensor, mask: Tensor) -> Tensor:
-    """The hidden state at each item's last real step (for a bidirectional rnn, its backward half has read one step)."""
-    steps = torch.arange(h.shape[1], device=h.device)
-    last = torch.where(mask, steps, -1).argmax(dim=1)
-    return h[torch.arange(len(h), device=h.device), last]
+class Head(nn.Module):
+    """(h [B, T, dim], mask [B, T] or None) -> [B, *out_shape]; `length` is T when fixed (for "flatten")."""
 
-
-def mean_steps(h: Tensor, mask: Tensor) -> Tensor:
-    weights = mask.unsqueeze(-1).to(h.dtype)
-    return (h * weights).sum(dim=1) / weights.sum(dim=1)
-
-
-def max_steps(h: Tensor, mask: Tensor) -> Tensor:
-    """Max over time per feature (Kim 2014's max-over-time pooling)."""
-    return h.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
-
-
-class FixedPool(nn.Module):
-    """A pooling without parameters, as a module so every pooling plugs in the same way."""
-
-    def __init__(self, pool: Callable[[Tensor, Tensor], Tensor]) -> None:
+    def __init__(
+        self,
+        dim: int,
+        length: int | None,
+        out_shape: tuple[int, ...],
+        pooling: TemporalPooling,
+        dropout: float,
+        key: str,
+    ) -> None:
         super().__init__()
-        self.pool = pool
+        self.pool, width = build_pooling(TEMPORAL_POOLINGS, pooling, dim, length, key)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(width, math.prod(out_shape))
+        self.out_shape = out_shape
 
-    def forward(self, h: Tensor, mask: Tensor) -> Tensor:
-        return self.pool(h, mask)
-
-
-class AttentionPool(nn.Module):
-    """A learned score per step, softmaxed over the real steps, weights the average of the steps."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.score = nn.Linear(dim, 1)
-
-    def forward(self, h: Tensor, mask: Tensor) -> Tensor:
-        scores = self.score(h).squeeze(-1).masked_fill(~mask, float("-inf"))
-        return (torch.softmax(scores, dim=1).unsqueeze(-1) * h).sum(dim=1)
+    def forward(self, h: Tensor, mask: Tensor | None) -> Tensor:
+        return self.out(self.dropout(self.pool(h, real_steps(h, mask)))).unflatten(-1, self.out_shape)
 
 
-POOLINGS: dict[str, Callable[[int], nn.Module]] = {
-    "last": lambda dim: FixedPool(last_step),
-    "mean": lambda dim: FixedPool(mean_steps),
-    "max": lambda dim: FixedPool(max_steps),
-    "attention": AttentionPool,
+@dataclass(frozen=True)
+class TaskHead:
+    """What a task's head gives per item (from the spec), and the config key that picks its pooling."""
+
+    out_shape: Callable[[Spec], tuple[int, ...]]
+    pooling_key: str
+
+
+HEADS: dict[str, TaskHead] = {
+    "forecast": TaskHead(lambda spec: (spec.horizon, spec.n_targets), "task.head"),
+    "classify": TaskHead(lambda spec: (spec.num_classes,), "task.pooling"),
 }
 
 
-class ClassificationHead(nn.Module):
-    """(h [B, T, dim], mask [B, T] or None) -> logits [B, num_classes]."""
-
-    def __init__(self, dim: int, num_classes: int, pooling: Pooling, dropout: float) -> None:
-        super().__init__()
-        if pooling not in POOLINGS:
-            raise ConfigError(f"unknown pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
-        self.pool = POOLINGS[pooling](dim)
-        self.dropout = nn.Dropout(dropout)
-        self.classify = nn.Linear(dim, num_classes)
-
-    def forward(self, h: Tensor, mask: Tensor | None) -> Tensor:
-        return self.classify(self.dropout(self.pool(h, real_steps(h, mask))))
+def build_head(task: str, encoder: Encoder, spec: Spec, pooling: TemporalPooling, dropout: float) -> Head:
+    head = HEADS[task]
+    return Head(encoder.out_dim, encoder.out_len, head.out_shape(spec), pooling, dropout, head.pooling_key)
 
 
-__all__ = ["POOLINGS", "ClassificationHead", "Pooling"]
+__all__ = ["HEADS", "Head", "TaskHead", "build_head"]

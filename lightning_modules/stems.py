@@ -1,31 +1,48 @@
 """Modality stems: what turns a batch's raw input into the [B, T, D] sequence every encoder family reads.
 
-One registry, keyed by the datamodule spec's `input_kind` and by what the family reads (its `input`: "steps"
-for almost all, "clip" for the video families that convolve over raw frames), so a new modality adds a stem
-here and nothing else in the model changes. A stem maps an input batch to (h [B, T, D], mask [B, T] bool
+One registry, keyed by the spec's `input_kind`; each kind names its stem for each thing a family can read
+(its `input`: "steps" for almost all, "clip" for the video families that convolve over raw frames) and the
+options dataclass its stems take, if any (offered as `stem.*` on the command line). A new modality adds an
+entry here and nothing else in the model changes. A stem maps an input batch to (h [B, T, D], mask [B, T] bool
 True=real, or None) and exposes `out_dim` (D) and `seq_len` (T, or None when items differ in length); the
 clip stem hands the frames on unchanged, with out_dim the frame shape (C, H, W).
 """
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
 
 from datamodules.errors import ConfigError
+from datamodules.specs import Spec
 from lightning_modules.frame_cnn import FrameCNN, FrameCNNOptions
 
 
-class TokenStem(nn.Module):
+class Stem(nn.Module):
+    """Built as Stem(spec, dim, dropout, options); dim None keeps the input's own width where the stem can."""
+
+    out_dim: int | tuple[int, int, int]
+    seq_len: int | None
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        raise NotImplementedError
+
+
+def projection(in_dim: int, dim: int | None) -> tuple[nn.Module, int]:
+    """A Linear from in_dim to dim and its width, or the identity keeping in_dim when dim is None."""
+    return (nn.Linear(in_dim, dim), dim) if dim else (nn.Identity(), in_dim)
+
+
+class TokenStem(Stem):
     """Token ids [B, T] -> embeddings [B, T, dim]; padding ids embed to zeros and are masked out.
 
-    Reads spec["vocab_size"] and spec["pad_id"]. Texts differ in length, so seq_len is None.
+    Reads spec.vocab_size and spec.pad_id. Texts differ in length, so seq_len is None.
     """
 
-    def __init__(self, spec: dict[str, Any], dim: int, dropout: float) -> None:
+    def __init__(self, spec: Spec, dim: int, dropout: float, options: None = None) -> None:
         super().__init__()
-        self.pad_id = spec["pad_id"]
-        self.embedding = nn.Embedding(spec["vocab_size"], dim, padding_idx=self.pad_id)
+        self.pad_id = spec.pad_id
+        self.embedding = nn.Embedding(spec.vocab_size, dim, padding_idx=self.pad_id)
         self.dropout = nn.Dropout(dropout)
         self.out_dim, self.seq_len = dim, None
 
@@ -33,36 +50,36 @@ class TokenStem(nn.Module):
         return self.dropout(self.embedding(ids)), ids != self.pad_id
 
 
-class VectorStem(nn.Module):
-    """Per-step feature vectors [B, T, F] (e.g. keypoints per frame) -> a linear projection [B, T, dim].
+class VectorStem(Stem):
+    """Per-step vectors [B, T, F] (a series' channel values, keypoints per frame) -> a linear projection [B, T, dim].
 
-    Reads spec["n_inputs"] (F) and spec.get("seq_len") (T when every item has the same length). Items are not
-    padded, so the mask is None.
+    Reads spec.n_inputs (F) and spec.seq_len (T when every item has the same length); dim None hands the
+    values on as they are. Items are not padded, so the mask is None.
     """
 
-    def __init__(self, spec: dict[str, Any], dim: int, dropout: float) -> None:
+    def __init__(self, spec: Spec, dim: int | None, dropout: float, options: None = None) -> None:
         super().__init__()
-        self.project = nn.Linear(spec["n_inputs"], dim)
+        self.project, self.out_dim = projection(spec.n_inputs, dim)
         self.dropout = nn.Dropout(dropout)
-        self.out_dim, self.seq_len = dim, spec.get("seq_len")
+        self.seq_len = spec.seq_len
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         return self.dropout(self.project(x)), None
 
 
-class FrameStem(nn.Module):
+class FrameStem(Stem):
     """Frames [B, T, C, H, W] -> one feature vector per frame from a small 2D CNN, projected to [B, T, dim].
 
-    Every frame goes through the same CNN on its own ([B*T, C, H, W] in one batch); reads spec["frame_shape"]
-    and spec["clip_len"]. Clips are never padded, so the mask is None.
+    Every frame goes through the same CNN on its own ([B*T, C, H, W] in one batch); reads spec.frame_shape
+    and spec.seq_len. Clips are never padded, so the mask is None.
     """
 
-    def __init__(self, spec: dict[str, Any], dim: int, dropout: float, cnn: FrameCNNOptions) -> None:
+    def __init__(self, spec: Spec, dim: int | None, dropout: float, options: FrameCNNOptions) -> None:
         super().__init__()
-        self.cnn = FrameCNN(spec["frame_shape"], cnn)
-        self.project = nn.Linear(self.cnn.out_dim, dim)
+        self.cnn = FrameCNN(spec.frame_shape, options)
+        self.project, self.out_dim = projection(self.cnn.out_dim, dim)
         self.dropout = nn.Dropout(dropout)
-        self.out_dim, self.seq_len = dim, spec["clip_len"]
+        self.seq_len = spec.seq_len
 
     def forward(self, clips: Tensor) -> tuple[Tensor, Tensor | None]:
         batch, steps = clips.shape[:2]
@@ -70,48 +87,75 @@ class FrameStem(nn.Module):
         return self.dropout(self.project(features)), None
 
 
-class ClipStem(nn.Module):
-    """Frames [B, T, C, H, W] handed on as they are, for families that read raw clips; out_dim is (C, H, W)."""
+class ClipStem(Stem):
+    """Frames [B, T, C, H, W] handed on as they are, for families that read raw clips; out_dim is (C, H, W).
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    The frame CNN's options do not apply: the family convolves the frames itself."""
+
+    def __init__(self, spec: Spec, dim: int | None, dropout: float, options: FrameCNNOptions) -> None:
         super().__init__()
-        self.out_dim, self.seq_len = tuple(spec["frame_shape"]), spec["clip_len"]
+        self.out_dim, self.seq_len = tuple(spec.frame_shape), spec.seq_len
 
     def forward(self, clips: Tensor) -> tuple[Tensor, Tensor | None]:
         return clips, None
 
 
-# (spec, dim, dropout, frame CNN options) -> stem; each stem reads only what its input needs.
-StemFactory = Callable[[dict[str, Any], int, float, FrameCNNOptions], nn.Module]
-STEMS: dict[tuple[str, str], StemFactory] = {
-    ("tokens", "steps"): lambda spec, dim, dropout, cnn: TokenStem(spec, dim, dropout),
-    ("vectors", "steps"): lambda spec, dim, dropout, cnn: VectorStem(spec, dim, dropout),
-    ("frames", "steps"): FrameStem,
-    ("frames", "clip"): lambda spec, dim, dropout, cnn: ClipStem(spec),
+@dataclass(frozen=True)
+class InputKind:
+    """The stems of one input kind, by what the family reads, and the options dataclass they take (or None)."""
+
+    stems: dict[str, type[Stem]]
+    options: type | None = None
+
+
+STEMS: dict[str, InputKind] = {
+    "values": InputKind({"steps": VectorStem}),  # forecasting windows [B, L, C]
+    "vectors": InputKind({"steps": VectorStem}),
+    "tokens": InputKind({"steps": TokenStem}),
+    "frames": InputKind({"steps": FrameStem, "clip": ClipStem}, options=FrameCNNOptions),
 }
 
 
-def build_stem(
-    spec: dict[str, Any], dim: int, dropout: float, reads: str = "steps", frame_cnn: FrameCNNOptions | None = None
-) -> nn.Module:
-    """The stem that turns spec["input_kind"] into what the family reads ("steps" or "clip").
+def stem_options(input_kind: str) -> type | None:
+    """The options dataclass of an input kind's stems (the `stem.*` config section), or None."""
+    return STEMS[input_kind].options if input_kind in STEMS else None
 
-    An unknown kind lists the registered ones; a kind that cannot give what the family reads (raw clips from
-    keypoint vectors) names the kinds that can.
+
+def build_stem(
+    spec: Spec, dim: int | None, dropout: float, reads: str = "steps", options: Any | dict[str, Any] | None = None
+) -> Stem:
+    """The stem that turns spec.input_kind into what the family reads ("steps" or "clip").
+
+    `options` is the kind's options dataclass or a dict of its fields (None takes the defaults); kinds without
+    options ignore it. An unknown kind lists the registered ones; a kind that cannot give what the family reads
+    (raw clips from keypoint vectors) names the kinds that can.
     """
-    kind = spec.get("input_kind")
-    kinds = sorted({k for k, _ in STEMS})
-    if kind not in kinds:
-        raise ConfigError(f"no stem for input_kind {kind!r}; registered: {', '.join(kinds)}")
-    if (kind, reads) not in STEMS:
-        givers = sorted(k for k, r in STEMS if r == reads)
-        feeds = sorted(r for k, r in STEMS if k == kind)
+    kind = spec.input_kind
+    if kind not in STEMS:
+        raise ConfigError(f"no stem for input_kind {kind!r}; registered: {', '.join(sorted(STEMS))}")
+    entry = STEMS[kind]
+    if reads not in entry.stems:
+        givers = sorted(k for k, other in STEMS.items() if reads in other.stems)
         raise ConfigError(
             f"the family reads {reads!r} input, which input_kind {', '.join(givers)} gives but {kind!r} "
-            f"does not; choose a family that reads {' or '.join(map(repr, feeds))} "
+            f"does not; choose a family that reads {' or '.join(map(repr, entry.stems))} "
             "(e.g. rnn, transformer, cnn_rnn_transformer)"
         )
-    return STEMS[kind, reads](spec, dim, dropout, frame_cnn or FrameCNNOptions())
+    if entry.options is None:
+        options = None
+    elif not isinstance(options, entry.options):
+        options = entry.options(**(options or {}))
+    return entry.stems[reads](spec, dim, dropout, options)
 
 
-__all__ = ["STEMS", "ClipStem", "FrameStem", "TokenStem", "VectorStem", "build_stem"]
+__all__ = [
+    "STEMS",
+    "ClipStem",
+    "FrameStem",
+    "InputKind",
+    "Stem",
+    "TokenStem",
+    "VectorStem",
+    "build_stem",
+    "stem_options",
+]

@@ -2,6 +2,7 @@
 shared classification LightningModule (loss weighting, metrics, majority baseline, multi-clip test items, report)."""
 
 import math
+from dataclasses import replace
 
 import lightning.pytorch as pl
 import numpy as np
@@ -13,6 +14,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from datamodules.errors import ConfigError
+from datamodules.specs import ClassifySpec
 from experiments.config import config_from_dict, parse_run_args, run_parser
 from experiments.sweep.space import knobs_for, load_space, nest
 from experiments.task_reports import TASK_REPORTS, classification_report
@@ -20,7 +22,6 @@ from lightning_modules import TASKS
 from lightning_modules.classify_model import Classifier
 from lightning_modules.classify_training import ClassificationModule, MatthewsCorrCoef, Predictions
 from lightning_modules.families import FAMILIES
-from lightning_modules.heads import ClassificationHead
 from lightning_modules.stems import STEMS, build_stem
 
 VARIABLE_LENGTH_FAMILIES = [
@@ -35,15 +36,16 @@ VARIABLE_LENGTH_FAMILIES = [
 FIXED_LENGTH_FAMILIES = ["linear", "mlp"]
 CLIP_FAMILIES = ["c3d", "convlstm"]  # read raw frames only: specified in test_video_models.py
 POOLINGS = ["last", "mean", "max", "attention"]
-TOKENS = {"input_kind": "tokens", "vocab_size": 40, "pad_id": 0, "num_classes": 3}
+CLASSES = ["ham", "spam", "phishing"]
+TOKENS = ClassifySpec("tokens", CLASSES, [50, 10, 5], vocab_size=40, pad_id=0)
 LENGTHS = [9, 4, 6, 1]
 
 
 def padded_ids(lengths: list[int], seed: int = 0) -> Tensor:
     """Right-padded token ids [B, max(lengths)] with real ids in 2..39 (0 is padding, 1 unknown)."""
     generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(2, TOKENS["vocab_size"], (len(lengths), max(lengths)), generator=generator)
-    return ids.masked_fill(torch.arange(max(lengths)) >= torch.tensor(lengths)[:, None], TOKENS["pad_id"])
+    ids = torch.randint(2, TOKENS.vocab_size, (len(lengths), max(lengths)), generator=generator)
+    return ids.masked_fill(torch.arange(max(lengths)) >= torch.tensor(lengths)[:, None], TOKENS.pad_id)
 
 
 def classifier(family: str, family_config: dict | None = None, pooling: str = "mean") -> Classifier:
@@ -61,7 +63,7 @@ def test_every_family_is_classified_as_variable_length_fixed_length_or_clip() ->
 @pytest.mark.parametrize("family", VARIABLE_LENGTH_FAMILIES)
 def test_every_variable_length_family_gives_one_row_of_logits_per_padded_token_sequence(family: str) -> None:
     logits = classifier(family)(padded_ids(LENGTHS))
-    assert logits.shape == (len(LENGTHS), TOKENS["num_classes"]) and torch.isfinite(logits).all()
+    assert logits.shape == (len(LENGTHS), TOKENS.num_classes) and torch.isfinite(logits).all()
 
 
 @pytest.mark.parametrize("family", FIXED_LENGTH_FAMILIES)
@@ -99,26 +101,6 @@ def test_padding_does_not_change_a_sequences_logits(family: str, family_config: 
     torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-5)
 
 
-def test_poolings_read_only_real_steps() -> None:
-    h = torch.tensor([[[1.0], [3.0], [2.0], [100.0]], [[5.0], [-100.0], [-100.0], [-100.0]]])
-    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
-    pooled = {}
-    for pooling in ("last", "mean", "max"):
-        head = ClassificationHead(1, 1, pooling, dropout=0.0)
-        nn.init.ones_(head.classify.weight), nn.init.zeros_(head.classify.bias)
-        pooled[pooling] = head(h, mask)[:, 0].tolist()
-    assert pooled == {"last": [2.0, 5.0], "mean": [2.0, 5.0], "max": [3.0, 5.0]}
-
-
-def test_attention_pooling_gives_padded_steps_no_weight() -> None:
-    torch.manual_seed(0)
-    head = ClassificationHead(4, 2, "attention", dropout=0.0)
-    h, mask = torch.randn(1, 5, 4), torch.tensor([[True, True, True, False, False]])
-    noisy_padding = h.clone()
-    noisy_padding[:, 3:] = 1e4
-    torch.testing.assert_close(head(h, mask), head(noisy_padding, mask))
-
-
 def test_an_item_with_no_step_left_after_a_pooling_cnn_is_an_error_not_a_guess() -> None:
     model = classifier("cnn", {"pool": "max", "pool_size": 2, "num_layers": 2})
     with pytest.raises(ConfigError, match="no real step left after the encoder.*model.pool=none"):
@@ -133,22 +115,23 @@ def test_token_stem_masks_padding_and_embeds_it_as_zeros() -> None:
 
 
 def test_vector_stem_projects_per_step_features_and_lets_fixed_length_families_work() -> None:
-    spec = {"input_kind": "vectors", "n_inputs": 6, "seq_len": 10, "num_classes": 4}
+    spec = ClassifySpec("vectors", list("abcd"), [1] * 4, seq_len=10, n_inputs=6)
     h, mask = build_stem(spec, dim=8, dropout=0.0)(torch.randn(3, 10, 6))
     assert h.shape == (3, 10, 8) and mask is None
     assert Classifier("mlp", spec=spec, embed_dim=8)(torch.randn(3, 10, 6)).shape == (3, 4)
 
 
 def test_an_input_kind_without_a_stem_lists_the_registered_ones() -> None:
-    assert sorted({kind for kind, _ in STEMS}) == ["frames", "tokens", "vectors"]
-    with pytest.raises(ConfigError, match="no stem for input_kind 'audio'; registered: frames, tokens, vectors"):
-        build_stem({"input_kind": "audio"}, dim=8, dropout=0.0)
+    assert sorted(STEMS) == ["frames", "tokens", "values", "vectors"]
+    with pytest.raises(
+        ConfigError, match="no stem for input_kind 'audio'; registered: frames, tokens, values, vectors"
+    ):
+        build_stem(replace(TOKENS, input_kind="audio"), dim=8, dropout=0.0)
 
 
 # The classification LightningModule, driven with known logits: an Echo model returns its input as logits.
 
-CLASSES = ["ham", "spam", "phishing"]
-SPEC = {"input_kind": "vectors", "n_inputs": 3, "num_classes": 3, "class_names": CLASSES, "class_counts": [50, 10, 5]}
+SPEC = ClassifySpec("vectors", CLASSES, [50, 10, 5], n_inputs=3)
 
 
 class Echo(nn.Module):
@@ -160,7 +143,7 @@ def run_config(*words: str) -> dict:
     return parse_run_args(["--data", "sms", "--model", "cnn", *words])
 
 
-def echo_module(spec: dict, *words: str) -> ClassificationModule:
+def echo_module(spec: ClassifySpec, *words: str) -> ClassificationModule:
     module = ClassificationModule(run_config(*words), spec)
     module.model = Echo()
     return module
@@ -246,7 +229,7 @@ def test_mcc_is_zero_for_a_constant_prediction_and_the_textbook_value_otherwise(
 
 @pytest.mark.filterwarnings("ignore:No positive samples in targets")  # no ham among the two items
 def test_several_clips_per_test_item_are_averaged_as_probabilities() -> None:
-    module = echo_module({**SPEC, "test_clips": 2})
+    module = echo_module(replace(SPEC, test_clips=2))
     # Item 0: one clip sure of spam, one mildly ham; averaged probabilities say spam. Item 1: both clips say phishing.
     clips = torch.tensor([[[0.5, 0.0, 0.0], [0.0, 6.0, 0.0]], [[0.0, 0.0, 2.0], [0.0, 0.0, 3.0]]])
     scores = run_test(module, [(clips, torch.tensor([1, 2]))])
@@ -258,12 +241,20 @@ def test_several_clips_per_test_item_are_averaged_as_probabilities() -> None:
 def test_class_weights_and_label_smoothing_reach_the_loss() -> None:
     logits, labels = torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), torch.tensor(LABELS)
     inverse = torch.tensor([65 / (3 * 50), 65 / (3 * 10), 65 / (3 * 5)])
-    module = echo_module(SPEC, "task.class_weighting=inverse", "task.label_smoothing=0.2")
+    module = echo_module(SPEC, "task.label_smoothing=0.2")  # inverse class weights are the default
     loss = module.training_step((logits, labels), 0)
     assert loss.item() == pytest.approx(F.cross_entropy(logits, labels, weight=inverse, label_smoothing=0.2).item())
     assert loss.item() != pytest.approx(F.cross_entropy(logits, labels, label_smoothing=0.2).item())
-    plain = echo_module(SPEC).training_step((logits, labels), 0)
+    plain = echo_module(SPEC, "task.class_weighting=none").training_step((logits, labels), 0)
     assert plain.item() == pytest.approx(F.cross_entropy(logits, labels).item())
+
+
+def test_a_weighted_sampler_with_inverse_class_weights_is_refused_naming_both_keys_and_the_fix() -> None:
+    with pytest.raises(
+        ConfigError, match=r"data\.sampler=weighted and task\.class_weighting=inverse.*task\.class_weighting=none"
+    ):
+        echo_module(SPEC, "data.sampler=weighted")
+    assert echo_module(SPEC, "data.sampler=weighted", "task.class_weighting=none").loss_fn.weight is None
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log")
@@ -271,7 +262,7 @@ def test_input_noise_perturbs_float_inputs_but_never_token_ids() -> None:
     module = echo_module(SPEC, "task.input_noise=1.0")
     logits, labels = torch.zeros(4, 3), torch.tensor([0, 1, 2, 0])
     assert module.training_step((logits, labels), 0).item() != pytest.approx(math.log(3))
-    token_module = ClassificationModule(run_config("task.input_noise=1.0"), {**SPEC, **TOKENS})
+    token_module = ClassificationModule(run_config("task.input_noise=1.0"), TOKENS)
     token_module.eval()  # dropout off: only noise could make two forward passes differ
     ids = padded_ids([5, 3])
     torch.testing.assert_close(

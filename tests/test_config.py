@@ -62,3 +62,20 @@ def test_every_forecasting_search_space_knob_is_a_valid_config_key(data, family)
         }
         config = config_from_dict(nest({**chosen, "data.name": data, "model.family": family}))
         assert config["model"]["family"] == family
+
+
+@pytest.mark.parametrize("data", ["sms", "gestures", "ett"])
+def test_runs_whose_input_kind_has_no_stem_options_have_no_stem_section(data):
+    assert "stem" not in parse_run_args(["--data", data, "--model", "rnn"])
+    with pytest.raises(ConfigError, match="stem.channels"):
+        parse_run_args(["--data", data, "--model", "rnn", "stem.channels=4"])
+
+
+def test_a_saved_config_with_a_stem_section_round_trips(tmp_path):
+    config = parse_run_args(["--data", "moving-shapes", "--model", "gru", "stem.channels=8", "stem.pooling=max"])
+    assert config["stem"] == {"channels": 8, "layers": 3, "pooling": "max", "coords": True}
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_config(config))
+    assert config_from_dict(yaml.safe_load(path.read_text())) == config
+    assert parse_run_args(["--config", str(path)]) == config
+    assert config_from_dict({"data": {"name": "moving-shapes"}, "stem": {"layers": 2}})["stem"]["layers"] == 2

@@ -96,8 +96,8 @@ def test_window_content_and_timestamps_equal_the_raw_rows(ett96: EttDataModule, 
 )
 def test_modes_choose_input_and_target_channels(mode, n_inputs, target_names, target_index) -> None:
     spec = set_up(mode=mode, lookback=24, horizon=24).spec
-    assert spec["n_inputs"] == n_inputs and spec["target_names"] == target_names
-    assert spec["target_index"] == target_index and spec["n_targets"] == len(target_names)
+    assert spec.n_inputs == n_inputs and spec.target_names == target_names
+    assert spec.target_index == target_index and spec.n_targets == len(target_names)
 
 
 def test_targets_of_a_target_channel_equal_that_input_channel() -> None:

@@ -1,12 +1,15 @@
 """Specification of the temporal encoder families: shapes, masks on padded batches, aliases, hybrids, errors."""
 
+import ast
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from datamodules.errors import ConfigError
+from lightning_modules import families
 from lightning_modules.families import FAMILIES, build_encoder, resolve_family
 from lightning_modules.families.cnn import CNNConfig
 from lightning_modules.families.hybrids import CNNRNNTransformerConfig
@@ -240,3 +243,37 @@ def test_every_config_field_is_documented_for_the_cli(name: str) -> None:
     assert "Args:" in config.__doc__
     for field in fields(config):
         assert f"\n        {field.name}: " in config.__doc__, f"{config.__name__} lacks an Args entry for {field.name}"
+
+
+# What a family module may import from the project: the registry, the contract, and the shared building blocks.
+FAMILY_IMPORTS = {
+    "datamodules.errors",
+    "lightning_modules.families",
+    "lightning_modules.families.base",
+    "lightning_modules.layers",
+    "lightning_modules.pooling",
+}
+
+
+FAMILY_FILES = sorted(Path(families.__file__).parent.glob("*.py"))
+
+
+def project_imports(path: Path) -> set[str]:
+    """Every project module a file imports, `from package import module` counted as package.module."""
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+            modules |= {f"{node.module}.{alias.name}" for alias in node.names if alias.name in FAMILY_MODULES}
+    return {name for name in modules if name.split(".")[0] in ("datamodules", "lightning_modules", "experiments")}
+
+
+FAMILY_MODULES = {path.stem for path in FAMILY_FILES} - {"__init__", "base"}
+
+
+@pytest.mark.parametrize("path", [p for p in FAMILY_FILES if p.stem != "__init__"], ids=lambda path: path.stem)
+def test_families_import_only_the_registry_and_shared_blocks_never_each_other_or_the_heads(path: Path) -> None:
+    imported = project_imports(path)
+    assert imported <= FAMILY_IMPORTS, f"{path.name} imports {sorted(imported - FAMILY_IMPORTS)}"

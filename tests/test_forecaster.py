@@ -1,12 +1,14 @@
 """Specification of the Forecaster: [B, L, C] -> [B, H, K] for every family, RevIN, channel independence, DLinear."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from torch import nn
 
 from datamodules.errors import ConfigError
+from datamodules.specs import ForecastSpec
 from lightning_modules.families import FAMILIES
 from lightning_modules.forecast_model import Forecaster, RevIN
 
@@ -26,20 +28,35 @@ TINY = {
         "transformer": {**TRANSFORMER, "patch_len": 4},
     },
 }
-# (lookback, horizon, n_inputs, n_targets, target_index, revin, channel_independent)
+# (lookback, horizon, n_inputs, targets, revin, channel_independent); targets as in series()
 SHAPE_CASES = [
-    (24, 6, 3, 3, [0, 1, 2], False, False),
-    (24, 1, 1, 1, [0], True, False),
-    (30, 12, 4, 4, [0, 1, 2, 3], True, True),
-    (17, 4, 5, 2, [4, 1], True, False),
-    (20, 3, 3, 1, None, False, False),
+    (24, 6, 3, [0, 1, 2], False, False),
+    (24, 1, 1, [0], True, False),
+    (30, 12, 4, [0, 1, 2, 3], True, True),
+    (17, 4, 5, [4, 1], True, False),
+    (20, 3, 3, 1, False, False),
 ]
 
 
-def make(family: str, lookback: int = 24, horizon: int = 4, n_inputs: int = 2, **options) -> Forecaster:
+def series(n_inputs: int, lookback: int, horizon: int, targets: list[int] | int | None = None) -> ForecastSpec:
+    """n_inputs channels; the targets are every input (None), the inputs at these positions (a list), or that
+    many series that are not inputs (an int)."""
+    target_index = list(range(n_inputs)) if targets is None else None if isinstance(targets, int) else targets
+    n_targets = targets if isinstance(targets, int) else len(target_index)
+    names = [f"x{i}" for i in range(n_inputs)]
+    return ForecastSpec("values", lookback, horizon, names, [f"y{k}" for k in range(n_targets)], target_index, 12)
+
+
+def make(
+    family: str,
+    lookback: int = 24,
+    horizon: int = 4,
+    n_inputs: int = 2,
+    targets: list[int] | int | None = None,
+    **options,
+) -> Forecaster:
     torch.manual_seed(0)
-    options = {"n_targets": n_inputs, "target_index": list(range(n_inputs)), **options}
-    return Forecaster(family, TINY.get(family), n_inputs=n_inputs, lookback=lookback, horizon=horizon, **options)
+    return Forecaster(family, TINY.get(family), spec=series(n_inputs, lookback, horizon, targets), **options)
 
 
 # The video families (the spatial-only baseline and the raw-clip families) are specified in test_video_models.py.
@@ -51,19 +68,11 @@ def test_tiny_configs_cover_every_family() -> None:
 
 
 @pytest.mark.parametrize("family", sorted(TINY))
-@pytest.mark.parametrize("case", SHAPE_CASES, ids=lambda c: f"L{c[0]}-H{c[1]}-C{c[2]}-K{c[3]}-revin{c[5]}-ci{c[6]}")
+@pytest.mark.parametrize("case", SHAPE_CASES, ids=lambda c: f"L{c[0]}-H{c[1]}-C{c[2]}-T{c[3]}-revin{c[4]}-ci{c[5]}")
 def test_forecasts_have_horizon_by_targets_shape(family: str, case: tuple) -> None:
-    lookback, horizon, n_inputs, n_targets, target_index, revin, channel_independent = case
-    model = make(
-        family,
-        lookback,
-        horizon,
-        n_inputs,
-        n_targets=n_targets,
-        target_index=target_index,
-        revin=revin,
-        channel_independent=channel_independent,
-    )
+    lookback, horizon, n_inputs, targets, revin, channel_independent = case
+    model = make(family, lookback, horizon, n_inputs, targets, revin=revin, channel_independent=channel_independent)
+    n_targets = series(n_inputs, lookback, horizon, targets).n_targets
     assert model(torch.randn(3, lookback, n_inputs)).shape == (3, horizon, n_targets)
 
 
@@ -77,37 +86,34 @@ def test_forecasts_have_horizon_by_targets_shape(family: str, case: tuple) -> No
 )
 @pytest.mark.parametrize("channel_independent", [False, True])
 def test_patched_transformers_forecast_any_lookback(family: str, config: dict, channel_independent: bool) -> None:
-    model = Forecaster(
-        family,
-        config,
-        n_inputs=3,
-        n_targets=3,
-        lookback=37,
-        horizon=5,
-        target_index=[0, 1, 2],
-        revin=True,
-        channel_independent=channel_independent,
-    )
+    model = Forecaster(family, config, spec=series(3, 37, 5), revin=True, channel_independent=channel_independent)
     assert model(torch.randn(2, 37, 3)).shape == (2, 5, 3)
 
 
 def test_stem_projects_each_step_before_the_encoder() -> None:
     model = make("rnn", n_inputs=3, stem_dim=10)
-    assert isinstance(model.stem, nn.Linear) and model.stem.out_features == 10
+    assert isinstance(model.stem.project, nn.Linear) and model.stem.out_dim == model.stem.project.out_features == 10
     assert model.encoder.rnn.input_size == 10
     assert model(torch.randn(2, 24, 3)).shape == (2, 4, 3)
-    assert make("rnn", n_inputs=3, stem_dim=10, channel_independent=True).stem.in_features == 1
+    assert make("rnn", n_inputs=3, stem_dim=10, channel_independent=True).stem.project.in_features == 1
 
 
-@pytest.mark.parametrize("head", ["last", "mean"])
+def test_without_stem_dim_the_values_stem_hands_each_steps_values_on_unchanged() -> None:
+    model = make("rnn", n_inputs=3)
+    x = torch.randn(2, 24, 3)
+    h, mask = model.stem(x)
+    assert torch.equal(h, x) and mask is None and model.encoder.rnn.input_size == 3
+
+
+@pytest.mark.parametrize("head", ["last", "mean", "max", "attention"])
 def test_summary_heads_forecast_from_one_step_with_far_fewer_weights(head: str) -> None:
     flatten, summary = make("rnn", lookback=48), make("rnn", lookback=48, head=head)
     assert summary(torch.randn(3, 48, 2)).shape == (3, 4, 2)
-    assert summary.head.in_features * 48 == flatten.head.in_features
+    assert summary.head.out.in_features * 48 == flatten.head.out.in_features
 
 
 def test_aliases_and_dict_configs_build_the_family() -> None:
-    model = Forecaster("gru", {"hidden_size": 5}, n_inputs=2, n_targets=1, lookback=10, horizon=3)
+    model = Forecaster("gru", {"hidden_size": 5}, spec=series(2, 10, 3, targets=1))
     assert isinstance(model.encoder.rnn, nn.GRU) and model.encoder.out_dim == 5
 
 
@@ -115,32 +121,25 @@ def test_aliases_and_dict_configs_build_the_family() -> None:
 def test_linear_decomposition_channel_independent_is_exactly_dlinear(window: int) -> None:
     lookback, horizon, channels = 7, 2, 2
     model = Forecaster(
-        "linear",
-        {"moving_avg": window},
-        n_inputs=channels,
-        n_targets=channels,
-        lookback=lookback,
-        horizon=horizon,
-        target_index=[0, 1],
-        channel_independent=True,
+        "linear", {"moving_avg": window}, spec=series(channels, lookback, horizon), channel_independent=True
     )
     g = torch.Generator().manual_seed(0)
     seasonal_weight = torch.randn(horizon, lookback, generator=g)
     trend_weight = torch.randn(horizon, lookback, generator=g)
     bias = torch.randn(horizon, generator=g)
     with torch.no_grad():  # the head sees [seasonal_t, trend_t] pairs, time-major
-        model.head.weight[:, 0::2] = seasonal_weight
-        model.head.weight[:, 1::2] = trend_weight
-        model.head.bias[:] = bias
+        model.head.out.weight[:, 0::2] = seasonal_weight
+        model.head.out.weight[:, 1::2] = trend_weight
+        model.head.out.bias[:] = bias
     x = torch.randn(3, lookback, channels, generator=g)
 
     expected = torch.empty(3, horizon, channels)
     for b in range(3):
         for c in range(channels):
-            series = x[b, :, c].tolist()
-            padded = [series[0]] * ((window - 1) // 2) + series + [series[-1]] * (window // 2)
+            values = x[b, :, c].tolist()
+            padded = [values[0]] * ((window - 1) // 2) + values + [values[-1]] * (window // 2)
             trend = torch.tensor([sum(padded[t : t + window]) / window for t in range(lookback)])
-            seasonal = torch.tensor(series) - trend
+            seasonal = torch.tensor(values) - trend
             expected[b, :, c] = seasonal_weight @ seasonal + trend_weight @ trend + bias
     torch.testing.assert_close(model(x), expected)
 
@@ -167,7 +166,7 @@ def test_revin_denormalise_inverts_normalise_on_the_target_channels(affine: bool
 
 
 def test_revin_denormalises_with_the_target_channels_own_statistics() -> None:
-    model = make("cnn", n_inputs=3, n_targets=2, target_index=[2, 0], revin=True).eval()
+    model = make("cnn", n_inputs=3, targets=[2, 0], revin=True).eval()
     x = torch.randn(4, 24, 3)
     shifted = x + torch.tensor([0.0, 7.0, 50.0])  # channel 1 is an input only
     with torch.no_grad():
@@ -187,22 +186,19 @@ def test_channel_independent_forecasts_use_only_their_own_channel(family: str) -
 
 
 @pytest.mark.parametrize(
-    "options, message",
+    "spec, options, message",
     [
-        ({"n_targets": 1, "target_index": None, "revin": True}, "revin .* needs target_index"),
-        ({"n_targets": 2, "target_index": [0, 1], "channel_independent": True}, "targets must be exactly the inputs"),
-        (
-            {"n_targets": 3, "target_index": [2, 1, 0], "channel_independent": True},
-            "targets must be exactly the inputs",
-        ),
-        ({"n_targets": 3, "target_index": None, "channel_independent": True}, "targets must be exactly the inputs"),
-        ({"n_targets": 2, "target_index": [0]}, "must list 2 target positions"),
-        ({"n_targets": 1, "target_index": [3]}, r"among the 3 inputs \(0..2\)"),
+        (series(3, 10, 2, targets=1), {"revin": True}, "revin .* needs target_index"),
+        (series(3, 10, 2, [0, 1]), {"channel_independent": True}, "targets must be exactly the inputs"),
+        (series(3, 10, 2, [2, 1, 0]), {"channel_independent": True}, "targets must be exactly the inputs"),
+        (series(3, 10, 2, targets=3), {"channel_independent": True}, "targets must be exactly the inputs"),
+        (replace(series(3, 10, 2, [0]), target_names=["y0", "y1"]), {}, "must list 2 target positions"),
+        (series(3, 10, 2, [3]), {}, r"among the 3 inputs \(0..2\)"),
     ],
 )
-def test_invalid_target_options_are_refused_with_the_reason(options: dict, message: str) -> None:
+def test_invalid_target_options_are_refused_with_the_reason(spec: ForecastSpec, options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        Forecaster("linear", None, n_inputs=3, lookback=10, horizon=2, **options)
+        Forecaster("linear", None, spec=spec, **options)
 
 
 def sine_batch(batch: int = 8, lookback: int = 24, horizon: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,9 +215,7 @@ def sine_batch(batch: int = 8, lookback: int = 24, horizon: int = 4) -> tuple[to
 def test_a_tiny_forecaster_overfits_a_fixed_batch(family: str) -> None:
     x, y = sine_batch()
     torch.manual_seed(0)
-    model = Forecaster(
-        family, {**TINY[family], "dropout": 0.0}, n_inputs=2, n_targets=2, lookback=24, horizon=4, target_index=[0, 1]
-    )
+    model = Forecaster(family, {**TINY[family], "dropout": 0.0}, spec=series(2, 24, 4))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(30):

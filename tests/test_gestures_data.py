@@ -30,11 +30,11 @@ def recordings_of(shared_data: Path, person: str) -> list[pd.DataFrame]:
 
 
 def test_no_participant_is_in_two_splits(gestures: Gestures) -> None:
-    persons = gestures.spec["persons"]
+    persons = gestures.spec.details["persons"]
     assert persons == {"train": ["janie", "john", "stephen"], "val": ["chris"], "test": ["terri"]}
     other = Gestures(GestureOptions(test_person="john", val_person="janie"))
     other.setup()
-    assert other.spec["persons"] == {"train": ["chris", "stephen", "terri"], "val": ["janie"], "test": ["john"]}
+    assert other.spec.details["persons"] == {"train": ["chris", "stephen", "terri"], "val": ["janie"], "test": ["john"]}
 
 
 def test_windows_are_one_recordings_frames_labelled_by_the_last_frame(gestures: Gestures, shared_data: Path) -> None:
@@ -74,8 +74,8 @@ def test_spec_and_a_json_round_trip_of_the_fitted_statistics_give_the_same_predi
     gestures: Gestures, shared_data: Path
 ) -> None:
     spec = gestures.spec
-    assert spec["input_kind"] == "vectors" and spec["n_inputs"] == 16 and spec["num_classes"] == len(GESTURES)
-    assert spec["seq_len"] == spec["clip_len"] == 15 and sum(spec["class_counts"]) == spec["n_train"]
+    assert spec.input_kind == "vectors" and spec.n_inputs == 16 and spec.num_classes == len(GESTURES)
+    assert spec.seq_len == 15 and sum(spec.class_counts) == spec.details["n_train"]
     restored = Gestures(GestureOptions(clip_len=15, stride=3))
     restored.load_state_dict(json.loads(json.dumps(gestures.state_dict())))
     recording = sorted((shared_data / "video" / "ground_guide_pose" / "images").glob("terri_*/gesture_data.csv"))[0]

@@ -37,8 +37,8 @@ SHAPES = [
     "--model",
     "frame_avg",
     "task.embed_dim=8",
-    "task.frame_channels=4",
-    "task.frame_layers=2",
+    "stem.channels=4",
+    "stem.layers=2",
     *TINY,
 ]
 GESTURES = ["--data", "gestures", "data.stride=8", "--model", "gru", "model.hidden_size=8", "task.embed_dim=8", *TINY]

@@ -34,8 +34,8 @@ def spy(shared_data: Path) -> StockDataModule:
 
 def test_spy_inputs_are_daily_log_returns_and_the_target_is_the_close_return(spy, shared_data: Path) -> None:
     spec = spy.spec
-    assert spec["input_names"] == ["spy_open", "spy_high", "spy_low", "spy_close", "spy_volume"]
-    assert (spec["target_names"], spec["target_index"], spec["lookback"], spec["horizon"]) == (
+    assert spec.input_names == ["spy_open", "spy_high", "spy_low", "spy_close", "spy_volume"]
+    assert (spec.target_names, spec.target_index, spec.lookback, spec.horizon) == (
         ["spy_close"],
         [3],
         60,
@@ -86,7 +86,7 @@ def test_two_tickers_are_aligned_on_their_common_dates(shared_data: Path) -> Non
     )
     assert everything.isin(common[1:]).all() and len(everything) == len(common) - 1 - 2 * 3
     spec = module.spec
-    assert spec["n_inputs"] == 10 and spec["input_names"][5] == "aapl_open" and spec["target_index"] == [8]
+    assert spec.n_inputs == 10 and spec.input_names[5] == "aapl_open" and spec.target_index == [8]
 
 
 def test_zero_volume_days_give_a_finite_volume_change(shared_data: Path) -> None:
@@ -119,7 +119,7 @@ def test_yahoo_files_put_open_high_low_close_on_the_adj_close_basis(tmp_path: Pa
         read_frame(path), read_frame(shared_data / "stock" / "spy.us.txt").iloc[:300], rtol=1e-12
     )
     module = set_up(paths=[str(path)], lookback=20, horizon=3)
-    assert module.spec["target_names"] == ["spy_close"]
+    assert module.spec.target_names == ["spy_close"]
     assert len(module.datasets["test"]) == (300 - 1 - 6) - int(293 * 0.7) - int(293 * 0.15) - 20 - 3 + 1
 
 

@@ -82,8 +82,8 @@ def test_options_become_documented_cli_arguments() -> None:
 
 def test_duplicate_messages_are_removed_before_splitting_and_counted(sms: TextDataModule) -> None:
     spec = sms.spec
-    assert spec["duplicates_removed"] == SMS_DUPLICATES and spec["duplicates_conflicting"] == 0
-    assert spec["n_train"] + spec["n_val"] + spec["n_test"] == SMS_ROWS - SMS_DUPLICATES
+    assert spec.details["duplicates_removed"] == SMS_DUPLICATES and spec.details["duplicates_conflicting"] == 0
+    assert spec.details["n_train"] + spec.details["n_val"] + spec.details["n_test"] == SMS_ROWS - SMS_DUPLICATES
     every_text = [normalised(text, True) for split in ("train", "val", "test") for text in split_texts(sms, split)]
     assert len(set(every_text)) == len(every_text)
 
@@ -96,9 +96,9 @@ def test_no_test_message_appears_in_train_or_val(sms: TextDataModule) -> None:
 def test_split_is_stratified_by_class(sms: TextDataModule) -> None:
     shares = {split: sms.datasets[split].labels.double().mean().item() for split in ("train", "val", "test")}
     overall = (sum(shares[s] * len(sms.datasets[s]) for s in shares)) / sum(len(sms.datasets[s]) for s in shares)
-    assert sms.spec["class_names"] == ["ham", "spam"]
+    assert sms.spec.class_names == ["ham", "spam"]
     assert all(abs(share - overall) < 0.01 for share in shares.values()), shares
-    assert sms.spec["n_test"] == pytest.approx(0.2 * (SMS_ROWS - SMS_DUPLICATES), abs=2)
+    assert sms.spec.details["n_test"] == pytest.approx(0.2 * (SMS_ROWS - SMS_DUPLICATES), abs=2)
 
 
 def test_same_seed_gives_the_same_split_and_another_seed_a_different_one(sms_slice: Path) -> None:
@@ -136,7 +136,11 @@ def test_file_split_column_decides_the_split_and_the_vocabulary(tmp_path: Path) 
         quoting="minimal",
         split_column="split",
     )
-    assert (datamodule.spec["n_train"], datamodule.spec["n_val"], datamodule.spec["n_test"]) == (2, 1, 1)
+    assert (
+        datamodule.spec.details["n_train"],
+        datamodule.spec.details["n_val"],
+        datamodule.spec.details["n_test"],
+    ) == (2, 1, 1)
     assert split_texts(datamodule, "train")[0] == "see you at lunch, ok"
     assert datamodule.encode_texts(["win zebra"]).tolist() == [[datamodule.encode_texts(["win"]).item(), UNK_ID]]
 
@@ -155,13 +159,13 @@ def test_batches_are_long_ids_padded_to_their_longest_item(sms_slice: Path) -> N
 def test_max_len_truncates_long_texts(sms_slice: Path) -> None:
     datamodule = load(sms_slice, max_len=6)
     widths = [x.shape[1] for x, _ in datamodule.val_dataloader()]
-    assert max(widths) == 6 and datamodule.spec["max_len"] == 6
+    assert max(widths) == 6 and datamodule.spec.details["max_len"] == 6
     assert datamodule.encode_texts(["one two three four five six seven eight"]).shape == (1, 6)
 
 
 def test_bpe_splits_unseen_words_into_known_pieces(sms_slice: Path) -> None:
     datamodule = load(sms_slice, tokenizer="bpe", vocab_size=300)
-    assert datamodule.spec["vocab_size"] <= 300
+    assert datamodule.spec.vocab_size <= 300
     pieces = datamodule.encode_texts(["unfreeclaimableness"])[0].tolist()
     assert len(pieces) > 1 and UNK_ID not in pieces and PAD_ID not in pieces
     assert datamodule.encode_texts(["\u2603"]).tolist() == [[UNK_ID]]  # a character never seen in training
@@ -179,8 +183,8 @@ def test_state_dict_round_trip_gives_identical_encodings(sms_slice: Path, tokeni
 
 def test_class_counts_are_the_training_splits(sms_slice: Path) -> None:
     spec = load(sms_slice).spec
-    assert sum(spec["class_counts"]) == spec["n_train"] and len(spec["class_counts"]) == spec["num_classes"] == 2
-    assert spec["class_counts"][1] < spec["class_counts"][0]  # spam is rarer: what task.class_weighting corrects
+    assert sum(spec.class_counts) == spec.details["n_train"] and len(spec.class_counts) == spec.num_classes == 2
+    assert spec.class_counts[1] < spec.class_counts[0]  # spam is rarer: what task.class_weighting corrects
 
 
 def test_the_run_seed_reorders_training_batches_but_keeps_the_split_and_the_fingerprint(sms_slice: Path) -> None:
@@ -193,7 +197,7 @@ def test_the_run_seed_reorders_training_batches_but_keeps_the_split_and_the_fing
 def test_weighted_sampler_draws_classes_about_equally_and_repeats_under_its_seed(sms_slice: Path) -> None:
     datamodule = load(sms_slice, sampler="weighted", batch_size=32)
     labels = torch.cat([y for _, y in datamodule.train_dataloader()])
-    assert len(labels) == datamodule.spec["n_train"]
+    assert len(labels) == datamodule.spec.details["n_train"]
     assert 0.4 < labels.double().mean().item() < 0.6
     again = torch.cat([y for _, y in load(sms_slice, sampler="weighted", batch_size=32).train_dataloader()])
     assert torch.equal(labels, again)
@@ -203,7 +207,7 @@ def test_training_batches_cover_every_item_once_grouped_by_length(sms_slice: Pat
     datamodule = load(sms_slice, batch_size=16)
     train = list(datamodule.train_dataloader())
     labels = torch.cat([y for _, y in train])
-    assert torch.equal(torch.bincount(labels), torch.tensor(datamodule.spec["class_counts"]))
+    assert torch.equal(torch.bincount(labels), torch.tensor(datamodule.spec.class_counts))
 
     def padding_share(batches: list) -> float:
         return sum((x == PAD_ID).sum().item() for x, _ in batches) / sum(x.numel() for x, _ in batches)
@@ -278,8 +282,8 @@ def test_ragged_lines_name_the_line_and_the_options_to_check(tmp_path: Path) -> 
 
 def test_duplicates_are_dropped_before_the_split_size_check(tmp_path: Path) -> None:
     datamodule = load(write(tmp_path, synthetic_rows(30) + synthetic_rows(30)))
-    assert datamodule.spec["duplicates_removed"] == 30
-    assert sum(datamodule.spec[f"n_{split}"] for split in ("train", "val", "test")) == 30
+    assert datamodule.spec.details["duplicates_removed"] == 30
+    assert sum(datamodule.spec.details[f"n_{split}"] for split in ("train", "val", "test")) == 30
 
 
 # Lines 1-6; the rows after them are distinct, so the splits are never too small.
@@ -295,15 +299,17 @@ CASE_AND_SPACING = (
 
 def test_texts_the_tokenizer_sees_alike_are_duplicates_whatever_their_case_and_spacing(tmp_path: Path) -> None:
     datamodule = load(write(tmp_path, CASE_AND_SPACING + synthetic_rows(30)))
-    assert datamodule.spec["duplicates_removed"] == 4
+    assert datamodule.spec.details["duplicates_removed"] == 4
     kept = [text for split in ("train", "val", "test") for text in split_texts(datamodule, split)]
     assert "Hello there" in kept and "Win a prize, now" in kept and len(kept) == 32
 
 
 def test_case_tells_texts_apart_when_lowercase_is_off(tmp_path: Path) -> None:
     datamodule = load(write(tmp_path, CASE_AND_SPACING + synthetic_rows(30)), lowercase=False)
-    assert datamodule.spec["duplicates_removed"] == 1  # only "Win a   prize, now" has the words of an earlier text
-    assert datamodule.spec["duplicates_conflicting"] == 1
+    assert (
+        datamodule.spec.details["duplicates_removed"] == 1
+    )  # only "Win a   prize, now" has the words of an earlier text
+    assert datamodule.spec.details["duplicates_conflicting"] == 1
 
 
 def test_duplicates_with_another_label_are_counted_and_shown_keeping_the_first_label(
@@ -311,7 +317,7 @@ def test_duplicates_with_another_label_are_counted_and_shown_keeping_the_first_l
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="datamodules.text"):
         datamodule = load(write(tmp_path, CASE_AND_SPACING + synthetic_rows(30)))
-    assert datamodule.spec["duplicates_conflicting"] == 2
+    assert datamodule.spec.details["duplicates_conflicting"] == 2
     [warning] = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert "data.tsv: 2 duplicate texts have another label than their first occurrence" in warning
     assert "line 3 ('  HELLO there ') is 'spam' but line 1 ('Hello there') is 'ham'" in warning

@@ -89,7 +89,7 @@ def test_hmdb51_samples_decode_with_the_frame_counts_in_provenance() -> None:
         for clip, length in zip(module.clips["train"], module.datasets["train"].lengths.tolist(), strict=False)
     }
     assert lengths == HMDB51_FRAMES
-    assert module.spec["class_names"] == sorted(HMDB51_FRAMES)
+    assert module.spec.class_names == sorted(HMDB51_FRAMES)
 
 
 def test_decoding_keeps_the_original_size_without_resize(hmdb_dir: Path) -> None:
@@ -115,8 +115,10 @@ def test_hmdb51_samples_put_every_clip_in_every_split_with_multi_clip_test_batch
     assert x_test.shape == (6, 3, 4, 3, 12, 12)
     assert sorted(y_test.tolist()) == list(range(6))
     spec = module.spec
-    assert spec["input_kind"] == "frames" and spec["frame_shape"] == [3, 12, 12] and spec["test_clips"] == 3
-    assert spec["n_train"] == spec["n_val"] == spec["n_test"] == 6 and spec["class_counts"] == [1] * 6
+    assert spec.input_kind == "frames" and spec.frame_shape == [3, 12, 12] and spec.test_clips == 3
+    assert (
+        spec.details["n_train"] == spec.details["n_val"] == spec.details["n_test"] == 6 and spec.class_counts == [1] * 6
+    )
 
 
 def test_hmdb51_samples_say_why_their_test_scores_are_no_evaluation_and_real_datasets_do_not() -> None:
@@ -211,7 +213,7 @@ def test_layouts_a_b_and_a_split_file_load_the_same_clips_labels_and_frames(
     from_csv = folder_module(frames, **options, split_file="splits.csv")
     from_csv.setup()
     assert {split: [(c.path.stem, c.label) for c in clips] for split, clips in from_csv.clips.items()} == clip_lists[0]
-    assert from_csv.spec["class_counts"] == from_frames.spec["class_counts"]
+    assert from_csv.spec.class_counts == from_frames.spec.class_counts
 
 
 def test_a_ucf101_trainlist_keeps_its_test_list_and_carves_val_by_group(tmp_path: Path) -> None:
@@ -363,8 +365,8 @@ def test_moving_shapes_is_deterministic_for_a_seed_balanced_and_written_beside_w
     assert first.fingerprint()["digest"] == again.fingerprint()["digest"]
     assert not torch.equal(first.datasets["train"].frames, other.datasets["train"].frames)
     spec = first.spec
-    assert spec["class_names"] == sorted(DIRECTIONS) and spec["class_counts"] == [2] * 8
-    assert spec["n_val"] == spec["n_test"] == 16 and spec["frame_shape"] == [1, 16, 16]
+    assert spec.class_names == sorted(DIRECTIONS) and spec.class_counts == [2] * 8
+    assert spec.details["n_val"] == spec.details["n_test"] == 16 and spec.frame_shape == [1, 16, 16]
 
 
 def moving_shapes_for_run(root: Path, *words: str) -> MovingShapes:
@@ -441,7 +443,7 @@ def test_an_empty_class_folder_is_skipped_with_a_warning_or_raises(tmp_path: Pat
     module = folder_module(tmp_path)
     with pytest.warns(UserWarning, match="empty_class: empty class folder"):
         module.setup()
-    assert module.spec["class_names"] == ["dark", "light"] and module.spec["empty_class_folders"] == 1
+    assert module.spec.class_names == ["dark", "light"] and module.spec.details["empty_class_folders"] == 1
     with pytest.raises(DataError, match="empty_class"):
         folder_module(tmp_path, bad_files="error").setup()
 
@@ -450,7 +452,7 @@ def test_short_clips_are_padded_with_their_last_frame_or_skipped(tmp_path: Path)
     write_clip(tiny_folder(tmp_path) / "dark" / "short", flat_frames(2, 100))
     padded = folder_module(tmp_path, clip_len=4, short_clips="pad")
     padded.setup()
-    assert padded.spec["padded_clips"] == 1 and padded.spec["skipped_clips"] == 0
+    assert padded.spec.details["padded_clips"] == 1 and padded.spec.details["skipped_clips"] == 0
     split = next(name for name, clips in padded.clips.items() if any(c.path.name == "short" for c in clips))
     item = [c.path.name for c in padded.clips[split]].index("short")
     x, _ = padded.datasets[split][[item]]
@@ -458,8 +460,8 @@ def test_short_clips_are_padded_with_their_last_frame_or_skipped(tmp_path: Path)
     assert (pixels * 255).round().tolist() == [100, 101, 101, 101]
     skipped = folder_module(tmp_path, clip_len=4, short_clips="skip")
     skipped.setup()
-    assert skipped.spec["skipped_clips"] == 1
-    assert sum(skipped.spec[f"n_{name}"] for name in ("train", "val", "test")) == 8
+    assert skipped.spec.details["skipped_clips"] == 1
+    assert sum(skipped.spec.details[f"n_{name}"] for name in ("train", "val", "test")) == 8
 
 
 def test_corrupt_files_are_skipped_with_one_warning_or_raise(tmp_path: Path, hmdb_dir: Path) -> None:
@@ -468,7 +470,7 @@ def test_corrupt_files_are_skipped_with_one_warning_or_raise(tmp_path: Path, hmd
     module = folder_module(clips)
     with pytest.warns(UserWarning, match=r"(?s)skipped 1 unreadable.*clip_0/frame_2\.png"):
         module.setup()
-    assert module.spec["skipped_bad_files"] == 1
+    assert module.spec.details["skipped_bad_files"] == 1
     with pytest.raises(DataError, match=r"frame_2\.png"):
         folder_module(clips, bad_files="error").setup()
 
@@ -487,7 +489,7 @@ def test_mixed_frame_sizes_are_resized_or_raise_when_resizing_is_off(tmp_path: P
         folder_module(clips).setup()
     resized = folder_module(clips, resize=6)
     resized.setup()
-    assert resized.spec["frame_shape"] == [3, 6, 6]
+    assert resized.spec.frame_shape == [3, 6, 6]
 
     within = tiny_folder(tmp_path / "within")
     (within / "dark" / "clip_0" / "frame_4.png").unlink()

@@ -2,6 +2,8 @@
 per-step family, the raw-clip families c3d and convlstm, the frame-average (spatial-only) baseline, multi-clip
 test items through the ClassificationModule, and the video search space."""
 
+from dataclasses import replace
+
 import lightning.pytorch as pl
 import optuna
 import pytest
@@ -10,25 +12,20 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from datamodules.errors import ConfigError
+from datamodules.specs import ClassifySpec
 from experiments.config import config_from_dict, flatten, parse_run_args, run_parser
 from experiments.sweep.space import load_space, nest, sample_overrides
 from lightning_modules.classify_model import Classifier
 from lightning_modules.classify_training import ClassificationModule
 from lightning_modules.families import FAMILIES, build_encoder
-from lightning_modules.frame_cnn import SPATIAL_POOLINGS, FrameCNN, FrameCNNOptions
+from lightning_modules.frame_cnn import FrameCNN, FrameCNNOptions
+from lightning_modules.pooling import SPATIAL_POOLINGS
 from lightning_modules.stems import build_stem
 
 STEP_FAMILIES = sorted(name for name, family in FAMILIES.items() if family.input == "steps")
 CLIP_FAMILIES = sorted(name for name, family in FAMILIES.items() if family.input == "clip")
 CLASSES = ["right", "up", "left", "down"]
-FRAMES = {
-    "input_kind": "frames",
-    "num_classes": 4,
-    "class_names": CLASSES,
-    "class_counts": [5, 5, 5, 5],
-    "frame_shape": [1, 16, 16],
-    "clip_len": 6,
-}
+FRAMES = ClassifySpec("frames", CLASSES, [5, 5, 5, 5], seq_len=6, frame_shape=[1, 16, 16])
 TINY_CNN = FrameCNNOptions(channels=4, layers=2)
 TINY = {  # small members keep every shape test fast; defaults are exercised by the end-to-end tests
     "cnn_rnn_transformer": {
@@ -41,13 +38,13 @@ TINY = {  # small members keep every shape test fast; defaults are exercised by 
 }
 
 
-def clips(batch: int = 3, spec: dict = FRAMES, seed: int = 0) -> Tensor:
-    return torch.randn(batch, spec["clip_len"], *spec["frame_shape"], generator=torch.Generator().manual_seed(seed))
+def clips(batch: int = 3, spec: ClassifySpec = FRAMES, seed: int = 0) -> Tensor:
+    return torch.randn(batch, spec.seq_len, *spec.frame_shape, generator=torch.Generator().manual_seed(seed))
 
 
-def classifier(family: str, spec: dict = FRAMES, pooling: str = "mean") -> Classifier:
+def classifier(family: str, spec: ClassifySpec = FRAMES, pooling: str = "mean") -> Classifier:
     torch.manual_seed(0)
-    return Classifier(family, TINY.get(family), spec=spec, embed_dim=8, pooling=pooling, frame_cnn=TINY_CNN).eval()
+    return Classifier(family, TINY.get(family), spec=spec, embed_dim=8, pooling=pooling, stem_options=TINY_CNN).eval()
 
 
 def test_every_family_reads_per_step_vectors_or_raw_clips() -> None:
@@ -60,7 +57,7 @@ def test_every_family_reads_per_step_vectors_or_raw_clips() -> None:
 
 @pytest.mark.parametrize("pooling", sorted(SPATIAL_POOLINGS))
 def test_the_frame_stem_turns_every_frame_into_one_vector(pooling: str) -> None:
-    stem = build_stem(FRAMES, dim=8, dropout=0.0, frame_cnn=FrameCNNOptions(channels=4, layers=2, pooling=pooling))
+    stem = build_stem(FRAMES, dim=8, dropout=0.0, options=FrameCNNOptions(channels=4, layers=2, pooling=pooling))
     h, mask = stem(clips())
     assert h.shape == (3, 6, 8) and mask is None
     assert (stem.out_dim, stem.seq_len) == (8, 6)
@@ -118,7 +115,7 @@ def test_the_seed_pipeline_runs_cnn_then_lstm_then_transformer_on_frame_vectors(
 def test_clip_families_read_raw_frames_and_give_their_declared_sequence(
     family: str, frame_shape: list, clip_len: int
 ) -> None:
-    spec = {**FRAMES, "frame_shape": frame_shape, "clip_len": clip_len}
+    spec = replace(FRAMES, frame_shape=frame_shape, seq_len=clip_len)
     model = classifier(family, spec)
     assert type(model.stem).__name__ == "ClipStem"
     x = clips(2, spec)
@@ -147,7 +144,7 @@ def test_convlstm_keeps_one_output_per_frame_and_its_state_carries_earlier_frame
 def test_clip_families_refuse_per_step_input_and_say_where_they_work() -> None:
     with pytest.raises(ConfigError, match=r"the c3d family reads raw clips .* needs the frame shape"):
         build_encoder("c3d", None, in_dim=16, seq_len=15)
-    keypoints = {"input_kind": "vectors", "n_inputs": 16, "seq_len": 15, "num_classes": 11}
+    keypoints = ClassifySpec("vectors", [str(i) for i in range(11)], [1] * 11, seq_len=15, n_inputs=16)
     with pytest.raises(ConfigError, match="reads 'clip' input, which input_kind frames gives but 'vectors' does not"):
         Classifier("convlstm", spec=keypoints, embed_dim=8)
 
@@ -180,7 +177,7 @@ def test_the_frame_average_is_one_step_per_item_that_counts_only_real_steps() ->
 # Through the ClassificationModule.
 
 
-def module_for(family: str, spec: dict, *words: str) -> ClassificationModule:
+def module_for(family: str, spec: ClassifySpec, *words: str) -> ClassificationModule:
     torch.manual_seed(0)
     model_words = [f"{key}={value}" for key, value in flatten({"model": TINY.get(family, {})}).items()]
     config = parse_run_args(
@@ -190,8 +187,8 @@ def module_for(family: str, spec: dict, *words: str) -> ClassificationModule:
             "--model",
             family,
             "task.embed_dim=8",
-            "task.frame_channels=4",
-            "task.frame_layers=2",
+            "stem.channels=4",
+            "stem.layers=2",
             *model_words,
             *words,
         ]
@@ -201,7 +198,7 @@ def module_for(family: str, spec: dict, *words: str) -> ClassificationModule:
 
 @pytest.mark.parametrize("family", ["frame_avg", "cnn_rnn_transformer", "c3d", "convlstm"])
 def test_multi_clip_test_items_average_their_clips_probabilities(family: str) -> None:
-    spec = {**FRAMES, "test_clips": 3}
+    spec = replace(FRAMES, test_clips=3)
     module = module_for(family, spec).eval()
     x = clips(6).view(2, 3, *clips(6).shape[1:])  # two test items of three clips each
     y = torch.tensor([0, 2])
@@ -219,22 +216,25 @@ def test_multi_clip_test_items_average_their_clips_probabilities(family: str) ->
     assert 0.0 <= scores["test_acc"] <= 1.0 and "baseline_majority_acc" in scores
 
 
-def test_frame_options_are_documented_task_options_that_reach_the_stem() -> None:
+def test_frame_options_are_a_documented_stem_section_that_reaches_the_frame_cnn() -> None:
     help_text = run_parser("moving-shapes", "rnn").format_help()
-    assert "--task.frame_pooling" in help_text and "CoordConv" in help_text
-    module = module_for("rnn", FRAMES, "task.frame_layers=3", "task.frame_channels=6", "task.frame_pooling=attention")
+    assert "--stem.pooling" in help_text and "CoordConv" in help_text and "--task.frame_pooling" not in help_text
+    module = module_for(
+        "rnn", FRAMES, "stem.layers=3", "stem.channels=6", "stem.pooling=attention", "stem.coords=false"
+    )
     cnn = module.model.stem.cnn
     assert len(cnn.blocks) == 3 and cnn.out_dim == 24 and type(cnn.pool).__name__ == "SpatialAttentionPool"
+    assert not cnn.coords
     with pytest.raises(ConfigError):
-        parse_run_args(["--data", "moving-shapes", "task.frame_pooling=median"])
+        parse_run_args(["--data", "moving-shapes", "stem.pooling=median"])
 
 
 # The video search space.
 
 VIDEO_KNOBS = {
-    "task.frame_channels",
-    "task.frame_layers",
-    "task.frame_pooling",
+    "stem.channels",
+    "stem.layers",
+    "stem.pooling",
     "data.clip_len",
     "data.frame_stride",
     "data.crop",
@@ -254,19 +254,12 @@ def sampled_configs(data: str, family: str, n: int = 3) -> list[dict]:
     return configs
 
 
-def spec_for(config: dict) -> dict:
+def spec_for(config: dict) -> ClassifySpec:
     data = config["data"]
     if data["name"] == "gestures":
-        return {
-            "input_kind": "vectors",
-            "n_inputs": 16,
-            "seq_len": data["clip_len"],
-            "num_classes": 11,
-            "class_names": [str(i) for i in range(11)],
-            "class_counts": [1] * 11,
-        }
+        return ClassifySpec("vectors", [str(i) for i in range(11)], [1] * 11, seq_len=data["clip_len"], n_inputs=16)
     side = data["crop"] or data["frame_size"]
-    return {**FRAMES, "frame_shape": [data["channels"], side, side], "clip_len": data["clip_len"]}
+    return replace(FRAMES, frame_shape=[data["channels"], side, side], seq_len=data["clip_len"])
 
 
 def test_the_video_search_space_tunes_the_frame_stem_clip_length_and_augmentation() -> None:

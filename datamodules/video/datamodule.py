@@ -26,6 +26,7 @@ from datamodules.base import DataOptions, StwDataModule
 from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
 from datamodules.paths import data_root
+from datamodules.specs import ClassifySpec
 from datamodules.video.clips import ClipDataset, ClipSampling, ClipTransform, channel_stats, cut_clips
 from datamodules.video.decode import DecodeOptions, FrameCache, UnreadableClip, read_clip
 from datamodules.video.layouts import LAYOUTS, SPLITS, ClipRef, find_class_clips, frame_files, read_split_file
@@ -148,6 +149,7 @@ class FrameDataModule(StwDataModule):
 
     Options = SplitOptions
     task = "classify"
+    input_kind = "frames"
 
     def __init__(self, options: ClipOptions) -> None:
         super().__init__(options)
@@ -303,22 +305,19 @@ class FrameDataModule(StwDataModule):
 
     # --- what models, evaluation and predict read ---------------------------------------------------------------
     @property
-    def spec(self) -> dict[str, Any]:
+    def spec(self) -> ClassifySpec:
         if not self.datasets:
             raise RuntimeError("call setup() before reading spec")
         counts = torch.bincount(self.datasets["train"].labels, minlength=len(self.class_names))
-        return {
-            "input_kind": "frames",
-            "num_classes": len(self.class_names),
-            "class_names": self.class_names,
-            "class_counts": counts.tolist(),
-            "clip_len": self.options.clip_len,
-            "seq_len": self.options.clip_len,
-            "test_clips": self.options.test_clips,
-            "frame_shape": self.frame_shape,
-            **{f"n_{name}": len(self.datasets[name]) for name in SPLITS},
-            **self.counts,
-        }
+        return ClassifySpec(
+            input_kind=self.input_kind,
+            class_names=self.class_names,
+            class_counts=counts.tolist(),
+            seq_len=self.options.clip_len,
+            test_clips=self.options.test_clips,
+            frame_shape=self.frame_shape,
+            details={**{f"n_{name}": len(self.datasets[name]) for name in SPLITS}, **self.counts},
+        )
 
     def inputs_for(self, path: str | Path) -> Tensor:
         """Model inputs for one new clip (a video file or a folder of frames), cut like test clips with the

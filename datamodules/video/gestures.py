@@ -23,6 +23,7 @@ from datamodules.base import DataOptions, StwDataModule
 from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
 from datamodules.paths import data_root
+from datamodules.specs import ClassifySpec
 from datamodules.video.layouts import SPLITS
 
 # Label i is GESTURES[i] (the source repository's label_list; 10 is the non-gesture "standby").
@@ -164,6 +165,7 @@ class Gestures(StwDataModule):
 
     Options = GestureOptions
     task = "classify"
+    input_kind = "vectors"
 
     def __init__(self, options: GestureOptions) -> None:
         super().__init__(options)
@@ -249,25 +251,24 @@ class Gestures(StwDataModule):
             self.setup()
 
     @property
-    def spec(self) -> dict[str, Any]:
+    def spec(self) -> ClassifySpec:
         if not self.datasets:
             raise RuntimeError("call setup() before reading spec")
         counts = torch.bincount(self.datasets["train"].labels, minlength=len(GESTURES))
-        return {
-            "input_kind": "vectors",
-            "num_classes": len(GESTURES),
-            "class_names": list(GESTURES),
-            "class_counts": counts.tolist(),
-            "clip_len": self.options.clip_len,
-            "seq_len": self.options.clip_len,
-            "test_clips": 1,
-            "n_inputs": len(KEYPOINT_COLUMNS),
-            "feature_names": list(KEYPOINT_COLUMNS),
-            "persons": self.persons,
-            **{f"n_{name}": len(self.datasets[name]) for name in SPLITS},
-            "skipped_clips": self.skipped_recordings,
-            "padded_clips": 0,
-        }
+        return ClassifySpec(
+            input_kind=self.input_kind,
+            class_names=list(GESTURES),
+            class_counts=counts.tolist(),
+            seq_len=self.options.clip_len,
+            n_inputs=len(KEYPOINT_COLUMNS),
+            details={
+                "feature_names": list(KEYPOINT_COLUMNS),
+                "persons": self.persons,
+                **{f"n_{name}": len(self.datasets[name]) for name in SPLITS},
+                "skipped_clips": self.skipped_recordings,
+                "padded_clips": 0,
+            },
+        )
 
     def inputs_for(self, path: str | Path) -> Tensor:
         """Model inputs for a new recording (a CSV with the 16 keypoint columns; labels not needed): every

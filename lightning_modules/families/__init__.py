@@ -1,6 +1,8 @@
 """The model-family registry: name -> (config dataclass, encoder class, what it reads), plus short aliases.
 
 A family is one file that calls `register_family`; adding one touches that file and one import line below.
+Families never import each other: what they share lives in lightning_modules.layers and .pooling, and hybrids
+reach their members through this registry.
 Most families read a modality stem's per-step vectors (input "steps"); video families that convolve or recur
 over whole frames read the raw clip (input "clip"), and the classifier builds the stem that gives them that.
 """
@@ -77,12 +79,15 @@ from lightning_modules.families import (
     cnn,
     convlstm,
     frame_avg,
-    hybrids,
     linear,
     mlp,
     rnn,
     transformer,
 )
+
+# isort: split
+# Hybrids chain registered families, so they are imported once their members are.
+from lightning_modules.families import hybrids
 
 __all__ = [
     "ALIASES",

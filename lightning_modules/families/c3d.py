@@ -3,7 +3,8 @@
 Blocks of 3x3x3 convolutions (time x height x width), batch norm and ReLU, each followed by max pooling that
 halves the frame; as in C3D the first pooling keeps time (so early blocks still see the frame-to-frame motion)
 and later ones halve it too. Every block doubles the channels. A pooling stops halving an axis once it is down
-to one. The last block's map is averaged over space, leaving a short sequence [B, T', channels] for the head.
+to one. Each remaining step's map is pooled over space (averaged by default), leaving a short sequence
+[B, T', channels] for the head.
 """
 
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from torch import Tensor, nn
 from datamodules.errors import ConfigError
 from lightning_modules.families import register_family
 from lightning_modules.families.base import Encoder, FamilyConfig, frame_shape
+from lightning_modules.pooling import SPATIAL_POOLINGS, SpatialPooling, build_pooling
 
 
 @dataclass
@@ -23,12 +25,15 @@ class C3DConfig(FamilyConfig):
         channels: output channels of the first block; every later block doubles them.
         num_layers: convolution blocks, each followed by a pooling.
         kernel_size: extent of every convolution in time, height and width (odd, so sizes are kept).
+        spatial_pool: how each step's last map becomes a vector: "avg" or "max" over positions, "attention"
+            (learned weights over positions) or "flatten" (the whole map, layout kept).
         dropout: dropout probability on the output sequence.
     """
 
     channels: int = 16
     num_layers: int = 3
     kernel_size: int = 3
+    spatial_pool: SpatialPooling = "avg"
     dropout: float = 0.1
 
 
@@ -43,7 +48,8 @@ def block(in_channels: int, out_channels: int, kernel_size: int, pool: tuple[int
 
 @register_family("c3d", C3DConfig, input="clip")
 class C3DEncoder(Encoder):
-    """[B, T, C, H, W] -> [B, T', channels * 2**(num_layers - 1)], T' = T halved by every block after the first."""
+    """[B, T, C, H, W] -> [B, T', channels * 2**(num_layers - 1)], T' = T halved by every block after the first
+    (times the last map's positions with spatial_pool "flatten")."""
 
     def __init__(self, config: C3DConfig, in_dim: tuple[int, int, int], seq_len: int | None) -> None:
         super().__init__()
@@ -59,9 +65,13 @@ class C3DEncoder(Encoder):
             channels, length = config.channels * 2**i, length // pool[0]
             height, width = height // pool[1], width // pool[2]
         self.blocks = nn.Sequential(*blocks)
+        self.spatial_pool, self.out_dim = build_pooling(
+            SPATIAL_POOLINGS, config.spatial_pool, channels, height * width, "model.spatial_pool"
+        )
         self.dropout = nn.Dropout(config.dropout)
-        self.out_dim, self.out_len = channels, length
+        self.out_len = length
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        h = self.blocks(x.transpose(1, 2))  # Conv3d wants [B, C, T, H, W]
-        return self.dropout(h.mean(dim=(3, 4)).transpose(1, 2)), None
+        h = self.blocks(x.transpose(1, 2)).transpose(1, 2)  # Conv3d wants [B, C, T, H, W]
+        pooled = self.spatial_pool(h.flatten(0, 1)).unflatten(0, h.shape[:2])  # every step's map [C, H, W] alone
+        return self.dropout(pooled), None

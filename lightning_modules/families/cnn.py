@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from datamodules.errors import ConfigError
 from lightning_modules.families import register_family
 from lightning_modules.families.base import Encoder, FamilyConfig
-from lightning_modules.families.mlp import ACTIVATIONS, Activation
+from lightning_modules.layers import ACTIVATIONS, Activation
 
 POOLS = {"max": F.max_pool1d, "avg": F.avg_pool1d}
 

@@ -3,12 +3,11 @@
 The gates are convolutions of the current frame and the previous hidden map, so every position keeps its own
 memory of what passed there: motion shows up as the difference between where something is now and where the
 state remembers it. Frames are max-pooled by `downsample` first (the recurrence costs T convolutions of the
-whole map, and max pooling keeps thin bright shapes). Each step's hidden map is pooled over space, giving
-[B, T, hidden_channels] for the head.
+whole map, and max pooling keeps thin bright shapes). Each step's hidden map is pooled over space (any pooling
+of lightning_modules.pooling), giving [B, T, width] for the head.
 """
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +16,7 @@ from torch import Tensor, nn
 from datamodules.errors import ConfigError
 from lightning_modules.families import register_family
 from lightning_modules.families.base import Encoder, FamilyConfig, frame_shape
-
-SPATIAL_POOLS = {"max": lambda h: h.amax(dim=(2, 3)), "avg": lambda h: h.mean(dim=(2, 3))}
+from lightning_modules.pooling import SPATIAL_POOLINGS, SpatialPooling, build_pooling
 
 
 @dataclass
@@ -30,7 +28,8 @@ class ConvLSTMConfig(FamilyConfig):
         num_layers: stacked ConvLSTM layers; each reads the hidden maps of the one below.
         kernel_size: side of the gate convolutions (odd, so the map keeps its size).
         downsample: max-pool every frame by this factor before the recurrence; 1 keeps the full frame.
-        spatial_pool: how each step's top hidden map becomes a vector: "max" or "avg" over positions.
+        spatial_pool: how each step's top hidden map becomes a vector: "max" or "avg" over positions,
+            "attention" (learned weights over positions) or "flatten" (the whole map, layout kept).
         dropout: dropout probability on the output sequence.
     """
 
@@ -38,7 +37,7 @@ class ConvLSTMConfig(FamilyConfig):
     num_layers: int = 1
     kernel_size: int = 3
     downsample: int = 2
-    spatial_pool: Literal["max", "avg"] = "max"
+    spatial_pool: SpatialPooling = "max"
     dropout: float = 0.1
 
 
@@ -60,7 +59,7 @@ class ConvLSTMCell(nn.Module):
 
 @register_family("convlstm", ConvLSTMConfig, input="clip")
 class ConvLSTMEncoder(Encoder):
-    """[B, T, C, H, W] -> [B, T, hidden_channels]."""
+    """[B, T, C, H, W] -> [B, T, hidden_channels (times the downsampled positions with "flatten")]."""
 
     def __init__(self, config: ConvLSTMConfig, in_dim: tuple[int, int, int], seq_len: int | None) -> None:
         super().__init__()
@@ -77,9 +76,12 @@ class ConvLSTMEncoder(Encoder):
             for i in range(config.num_layers)
         )
         self.downsample, self.hidden_channels = config.downsample, config.hidden_channels
-        self.spatial_pool = SPATIAL_POOLS[config.spatial_pool]
+        positions = (height // config.downsample) * (width // config.downsample)
+        self.spatial_pool, self.out_dim = build_pooling(
+            SPATIAL_POOLINGS, config.spatial_pool, config.hidden_channels, positions, "model.spatial_pool"
+        )
         self.dropout = nn.Dropout(config.dropout)
-        self.out_dim, self.out_len = config.hidden_channels, seq_len
+        self.out_len = seq_len
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         batch, steps = x.shape[:2]

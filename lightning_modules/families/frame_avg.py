@@ -13,8 +13,8 @@ from torch import Tensor
 
 from lightning_modules.families import register_family
 from lightning_modules.families.base import Encoder, FamilyConfig
-from lightning_modules.families.mlp import Activation, hidden_layers
-from lightning_modules.heads import mean_steps, real_steps
+from lightning_modules.layers import Activation, hidden_layers
+from lightning_modules.pooling import mean_steps, real_steps
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Hybrid families: member encoders chained, each fed the previous one's output sequence and mask.
 
 A hybrid's config has one field per member, named after the member's family, in chain order; one `Chain`
-encoder serves them all. `cnn_rnn_transformer` (CNN -> LSTM -> Transformer) is the seed pipeline.
+encoder serves them all. `cnn_rnn_transformer` (CNN -> LSTM -> Transformer) is the seed pipeline. Members are
+reached through the registry only (their config class and `build_encoder`), so hybrids register after them.
 """
 
 from dataclasses import dataclass, field, fields, replace
@@ -10,9 +11,9 @@ from torch import Tensor, nn
 
 from lightning_modules.families import FAMILIES, build_encoder, register_family
 from lightning_modules.families.base import Encoder, FamilyConfig
-from lightning_modules.families.cnn import CNNConfig
-from lightning_modules.families.rnn import RNNConfig
-from lightning_modules.families.transformer import TransformerConfig
+
+# The members' config classes, as annotations: jsonargparse reads them to offer model.cnn.channels and the like.
+CNNConfig, RNNConfig, TransformerConfig = (FAMILIES[name].config for name in ("cnn", "rnn", "transformer"))
 
 
 @dataclass

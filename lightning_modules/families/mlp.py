@@ -5,24 +5,13 @@ alone and never mix steps, and mixing the lookback is what makes it a forecaster
 """
 
 from dataclasses import dataclass
-from typing import Literal
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from datamodules.errors import ConfigError
 from lightning_modules.families import register_family
 from lightning_modules.families.base import Encoder, FamilyConfig
-
-Activation = Literal["relu", "gelu", "tanh"]
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
-
-
-def hidden_layers(widths: list[int], activation: Activation, dropout: float) -> nn.Sequential:
-    """Linear -> activation -> dropout for each consecutive pair of widths (none for a single width)."""
-    layers: list[nn.Module] = []
-    for width_in, width_out in zip(widths, widths[1:], strict=False):
-        layers += [nn.Linear(width_in, width_out), ACTIVATIONS[activation](), nn.Dropout(dropout)]
-    return nn.Sequential(*layers)
+from lightning_modules.layers import Activation, hidden_layers
 
 
 @dataclass
