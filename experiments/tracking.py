@@ -5,6 +5,7 @@ MLflow is imported inside the functions that talk to it, so commands that only p
 """
 
 import functools
+import importlib.util
 import os
 import subprocess
 import sys
@@ -61,11 +62,24 @@ def final_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return {name: float(value) for name, value in metrics.items() if is_final_metric(name)}
 
 
+def database_url(url: str) -> str:
+    """SQLAlchemy reads plain postgresql:// as the psycopg2 driver; stw's `postgres` extra installs psycopg 3, so a
+    plain URL means that driver. A URL whose driver is missing is refused naming the extra to install."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("postgresql+psycopg://") and importlib.util.find_spec("psycopg") is None:
+        from datamodules.errors import TrackingError
+
+        raise TrackingError(f"{url.split('@')[-1]}: PostgreSQL needs its driver, which is not installed; "
+                            "install it with: pip install 'st-workbench[postgres]'")  # fmt: skip
+    return url
+
+
 def default_tracking_uri(uri: str | None = None) -> str:
     """--tracking-uri, else $MLFLOW_TRACKING_URI, else SQLite in ./mlruns (MLflow 3.17 refuses a bare file store)."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
-        return uri
+        return database_url(uri)
     STORE_DIR.mkdir(exist_ok=True)
     return f"sqlite:///{(STORE_DIR / 'mlflow.db').resolve()}"
 

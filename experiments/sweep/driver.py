@@ -7,6 +7,7 @@ retried on resume and their MLflow runs closed as KILLED. `--workers N` runs N p
 
 import multiprocessing
 import os
+import socket
 import sys
 import time
 import warnings
@@ -88,6 +89,7 @@ class Objective:
         if surplus := surplus_reason(plan, trial):
             trial.set_user_attr("surplus", True)
             raise TrialSurplus(surplus)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which machine and process ran it
         tags = {Tag.STUDY: plan.study, Tag.TRIAL_NUMBER: str(trial.number), Tag.TRIAL_STATE: "RUNNING",
                 Tag.ROLE: "trial", **plan.extra_tags}  # fmt: skip
         callbacks: list[Callback] = [LinkTrialToRun(trial)]
@@ -203,16 +205,28 @@ def fail_stale_trials(study: optuna.Study) -> None:
 def existing_parent(client: MlflowClient, plan: SweepPlan, experiment_id: str) -> str | None:
     """The study's parent run when the study is being resumed."""
     found = client.search_runs([experiment_id], f"tags.`{Tag.STUDY}` = '{plan.study}' and tags.`{Tag.ROLE}` = 'sweep'",
-                               order_by=["attributes.start_time ASC"], max_results=1)  # fmt: skip
+                               order_by=["attributes.start_time ASC", "attributes.run_id ASC"], max_results=1)  # fmt: skip
     return found[0].info.run_id if found else None
 
 
-def check_parent_matches(client: MlflowClient, plan: SweepPlan, parent_run_id: str, held: int) -> None:
+def claim_parent(client: MlflowClient, plan: SweepPlan, experiment_id: str, tags: dict[str, str]) -> str:
+    """The study's parent run, created by the first of several machines starting the same new study at once:
+    each creates one, then all keep the earliest (existing_parent orders by start time) and delete their own."""
+    mine = client.create_run(experiment_id, run_name=f"sweep-{plan.study}", tags=tags).info.run_id
+    earliest = existing_parent(client, plan, experiment_id) or mine
+    if earliest != mine:
+        client.delete_run(mine)
+    return earliest
+
+
+def check_parent_matches(client: MlflowClient, plan: SweepPlan, parent_run_id: str) -> None:
     """A study store that was replaced or emptied would attach a new study to the old parent run, whose trial
-    runs it does not hold (trial numbers would repeat); refuse that."""
+    runs it does not hold (trial numbers would repeat); refuse that. The trials are counted after the runs are
+    listed: a trial exists before its run, so trials other machines start meanwhile cannot look missing."""
     experiment = client.get_run(parent_run_id).info.experiment_id
     children = client.search_runs([experiment], f"tags.`{Tag.PARENT}` = '{parent_run_id}'")
     numbers = [int(n) for run in children if (n := run.data.tags.get(Tag.TRIAL_NUMBER)) is not None]
+    held = len(open_study(plan).get_trials(deepcopy=False))
     if numbers and max(numbers) >= held:
         raise TrackingError(
             f"the study store {plan.storage} holds {held} trials of study {plan.study!r}, but its MLflow parent run "
@@ -236,10 +250,12 @@ def run_sweep(plan: SweepPlan) -> tuple[optuna.Study, str]:
     fail_stale_trials(study)
     plan.first_trial = len(study.get_trials(deepcopy=False))
     tags = sweep_tags(plan, base_fingerprint(plan))
-    resumed = existing_parent(client, plan, experiment_id)
-    if resumed:
-        check_parent_matches(client, plan, resumed, plan.first_trial)
-    with TrackedRun(plan.tracking_uri, plan.data, f"sweep-{plan.study}", tags, resume_run_id=resumed) as parent:
+    parent_id = existing_parent(client, plan, experiment_id)
+    if parent_id:
+        check_parent_matches(client, plan, parent_id)
+    else:
+        parent_id = claim_parent(client, plan, experiment_id, tags)
+    with TrackedRun(plan.tracking_uri, plan.data, f"sweep-{plan.study}", tags, resume_run_id=parent_id) as parent:
         plan.parent_run_id = parent.run_id
         close_orphaned_runs(client, plan, study)
         run_until_done(plan)

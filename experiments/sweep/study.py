@@ -1,6 +1,7 @@
 """The sweep's plan and the Optuna study it opens: storage with heartbeats, a damaged store refused by name, a
 sampler seeded from the study's state, and the MLflow run of a trial found and closed when Optuna fails it."""
 
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from datamodules.errors import TrackingError
 from experiments import tracking
@@ -19,6 +20,7 @@ from experiments.config import metric_mode
 from experiments.tracking import Tag
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+STORE_ATTEMPTS = 5
 
 
 @dataclass
@@ -93,7 +95,7 @@ def make_storage(plan: SweepPlan) -> optuna.storages.BaseStorage:
     with warnings.catch_warnings():
         # Heartbeats and the retry callback are marked experimental in Optuna 5; they are what crash-safety rests on.
         warnings.simplefilter("ignore", ExperimentalWarning)
-        return RDBStorage(plan.storage, engine_kwargs=engine, heartbeat_interval=plan.heartbeat,
+        return RDBStorage(tracking.database_url(plan.storage), engine_kwargs=engine, heartbeat_interval=plan.heartbeat,
                           grace_period=3 * plan.heartbeat, heartbeat_stale_trial_callback=CloseRunAndRetry(plan))  # fmt: skip
 
 
@@ -120,13 +122,21 @@ def open_study(plan: SweepPlan, worker: int = 0) -> optuna.Study:
     already holds and the worker, so a resumed study or a second worker never replays the same proposals; a
     fresh study with one worker is seeded with the plan's seed alone, so it is repeatable."""
     direction = "maximize" if metric_mode(plan.metric) == "max" else "minimize"
-    try:
-        study = optuna.create_study(storage=make_storage(plan), study_name=plan.study, direction=direction,
-                                    pruner=make_pruner(plan.pruner), load_if_exists=True)  # fmt: skip
-        held = len(study.get_trials(deepcopy=False))
-    except SQLAlchemyError as error:
-        raise TrackingError(f"cannot open the study store {plan.storage}: {type(error).__name__}: {getattr(error, 'orig', None) or error}; "
-                            "check the URL, or restore a damaged file from a backup") from None  # fmt: skip
+    for attempt in range(STORE_ATTEMPTS):
+        try:
+            study = optuna.create_study(storage=make_storage(plan), study_name=plan.study, direction=direction,
+                                        pruner=make_pruner(plan.pruner), load_if_exists=True)  # fmt: skip
+            held = len(study.get_trials(deepcopy=False))
+            break
+        except IntegrityError:
+            # Machines starting on a new database at once race to create Optuna's tables; the loser retries.
+            if attempt == STORE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+        except SQLAlchemyError as error:
+            reason = getattr(error, "orig", None) or error
+            raise TrackingError(f"cannot open the study store {plan.storage}: {type(error).__name__}: {reason}; "
+                                "check the URL, or restore a damaged file from a backup") from None  # fmt: skip
     study.sampler = make_sampler(plan.sampler, plan.seed + 10_007 * held + 1_000_003 * worker)
     return study
 
