@@ -200,6 +200,8 @@ class StockDataModule(WindowedSeriesDataModule):
     """Forecast a ticker's next daily close returns from the recent returns of one or more tickers."""
 
     season = 5  # trading days: the seasonal-naive baseline repeats the last week
+    target_kind = "return"
+    target_units = "daily log return"
 
     Options = StockOptions
     options: StockOptions
@@ -221,6 +223,9 @@ class StockDataModule(WindowedSeriesDataModule):
     def load_features(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         frames = {ticker: read_frame(path) for ticker, path in self.ticker_files().items()}
         return features_from_frames(frames, self.options)
+
+    def main_target(self) -> str:
+        return f"{self.options.target_ticker()}_close"
 
     def split_rows(self, n_rows: int) -> dict[str, tuple[int, int]]:
         # Parts are disjoint date ranges in time order and each part's windows stay inside it. Between two parts
