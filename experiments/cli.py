@@ -54,6 +54,7 @@ def train_main(argv: list[str]) -> int:
     from experiments.config import parse_run_args
     from experiments.tracking import final_metrics
     from experiments.train import run_training
+    from experiments.verdicts import verdict_lines
 
     if any(a in ("-h", "--help") for a in argv):
         print("Extra options: --tracking-uri URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db), "
@@ -65,8 +66,13 @@ def train_main(argv: list[str]) -> int:
     config = parse_run_args(rest)
     result = run_training(config, known.tracking_uri, quiet=known.quiet or None)
     print(f"run {result.run_id} (experiment {config['data']['name']}):")
-    for name, value in sorted(final_metrics(result.metrics).items()):
-        print(f"  {name:28s} {value:.4f}")
+    final = final_metrics(result.metrics)
+    for name, value in sorted(final.items()):
+        print(f"  {name:38s} {value:.6g}")  # returns' errors in original units are around 1e-4
+    if verdicts := verdict_lines(final):
+        print("on the test set, the model is:")
+        for line in verdicts:
+            print(f"  {line}")
     print(f"compare it in the MLflow UI: stw ui{' --tracking-uri ' + known.tracking_uri if known.tracking_uri else ''}")
     if result.status != "FINISHED":
         print(f"stw train: the run closed {result.status}: recording its artifacts failed (see its stw.close_error tag)",

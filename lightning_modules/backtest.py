@@ -24,6 +24,7 @@ STRATEGIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "long_short": lambda forecast: np.sign(forecast).astype(np.float64),  # flat when the forecast is exactly 0
 }
 BUY_AND_HOLD = "buy_hold"
+STRATEGY_LABELS = {"long_flat": "long/flat", "long_short": "long/short", BUY_AND_HOLD: "buy and hold"}
 
 
 @dataclass(frozen=True)
