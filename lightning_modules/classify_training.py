@@ -75,14 +75,14 @@ def class_weights(class_weighting: str, spec: ClassifySpec) -> Tensor | None:
     """Inverse-frequency loss weights from the training class counts when asked for (mean weight 1)."""
     if class_weighting == "none":
         return None
-    counts = torch.tensor(spec.class_counts, dtype=torch.float64)
-    if (counts == 0).any():
-        empty = [name for name, count in zip(spec.class_names, spec.class_counts, strict=False) if count == 0]
+    counts = spec.class_counts  # plain numbers: the module is also built on the meta device, which has no values
+    if 0 in counts:
+        empty = [name for name, count in zip(spec.class_names, counts, strict=True) if count == 0]
         raise ConfigError(
             f"classes {empty} have no training item, so inverse class weights are infinite; "
             "use task.class_weighting=none or add training items of those classes"
         )
-    return (counts.sum() / (len(counts) * counts)).float()
+    return torch.tensor([sum(counts) / (len(counts) * count) for count in counts], dtype=torch.float32)
 
 
 class MatthewsCorrCoef(MulticlassConfusionMatrix):
@@ -141,7 +141,7 @@ def per_class_scores(scores: dict[str, Tensor], class_names: list[str]) -> dict[
 
 def majority_class(class_counts: list[int]) -> int:
     """The class with the most training items (the lowest index on a tie)."""
-    return int(torch.tensor(class_counts).argmax())
+    return class_counts.index(max(class_counts))
 
 
 @dataclass
