@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -71,7 +70,8 @@ class StockOptions(WindowOptions):
         paths: explicit CSV files (Stooq or Yahoo format) used instead of `tickers`; a file's name up to its
             first dot names its ticker.
         target: the ticker whose close is forecast; default the first ticker.
-        target_kind: what is forecast; "return": the log returns of the target's close over the next `horizon` days.
+        target_kind: what is forecast; "return": the log returns of the target's close over the next `horizon` days
+            (for their up/down direction, a classification, use the stock-direction dataset).
         calendar: add day of week and month as sin/cos inputs.
         train_fraction: share of the rows (after the gaps) for training, the earliest ones.
         val_fraction: share of the rows for validation, after training; testing gets the rest, the latest ones.
@@ -80,7 +80,7 @@ class StockOptions(WindowOptions):
     tickers: list[str] = field(default_factory=lambda: ["spy"])
     paths: list[str] | None = None
     target: str | None = None
-    target_kind: Literal["return"] = "return"
+    target_kind: str = "return"
     calendar: bool = False
     lookback: int = 60
     horizon: int = 5
@@ -95,7 +95,11 @@ class StockOptions(WindowOptions):
         if self.target_ticker() not in names:
             raise ConfigError(f"target {self.target!r} is not one of the tickers {names}")
         if self.target_kind not in TARGET_KINDS:
-            raise ConfigError(f"target_kind must be one of {list(TARGET_KINDS)}, got {self.target_kind!r}")
+            raise ConfigError(
+                f"data.target_kind must be one of {list(TARGET_KINDS)}, got {self.target_kind!r}; for the up/down "
+                "direction of the returns, a classification, train on --data stock-direction (data.dead_zone "
+                "leaves out small moves)"
+            )
         if not (self.train_fraction > 0 and self.val_fraction > 0 and self.train_fraction + self.val_fraction < 1):
             raise ConfigError(
                 f"train_fraction {self.train_fraction} and val_fraction {self.val_fraction} must be positive "
@@ -174,7 +178,7 @@ def calendar_features(dates: pd.DatetimeIndex) -> pd.DataFrame:
 
 # target_kind -> target columns, taken from the input frame for the target ticker. Row t holds day t's value,
 # so window i's targets (rows i + L .. i + L + H - 1) are the H days after its last input day.
-# A "sign" kind would be one more entry here (and a classification task, which is not built).
+# Their direction is a classification task: the stock-direction dataset (datamodules/stock_direction.py).
 TARGET_KINDS: dict[str, Callable[[pd.DataFrame, str], pd.DataFrame]] = {
     "return": lambda inputs, ticker: inputs[[f"{ticker}_close"]],
 }

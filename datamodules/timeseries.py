@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from datamodules.base import DataOptions, StwDataModule
 from datamodules.download import Source, ensure_file
@@ -173,7 +174,7 @@ class WindowedSeriesDataModule(StwDataModule):
         self.naive_mae: list[float] | None = None  # per target, on the train rows (MASE's denominator)
         self.positive_targets = False  # every train target value above 0 (sMAPE applies)
         self.series: dict[str, tuple[Tensor, Tensor]] = {}  # split -> scaled inputs [T, C], targets [T, K]
-        self.datasets: dict[str, WindowDataset] = {}
+        self.datasets: dict[str, Dataset] = {}
         self._timestamps: dict[str, pd.DatetimeIndex] = {}
 
     # --- dataset hooks ---------------------------------------------------------------------------------------
@@ -221,9 +222,14 @@ class WindowedSeriesDataModule(StwDataModule):
             x = float32_rows(self.input_scaler.transform(inputs.iloc[start:stop]))
             y = float32_rows(self.target_scaler.transform(targets.iloc[start:stop]))
             series[split] = (x, y)
-            windows[split] = WindowDataset(x, y, self.options.lookback, self.options.horizon)
+            windows[split] = self.window_dataset(x, y, targets.iloc[start:stop])
             timestamps[split] = inputs.index[start:stop]
         self.series, self.datasets, self._timestamps = series, windows, timestamps
+
+    def window_dataset(self, x: Tensor, y: Tensor, raw_targets: pd.DataFrame) -> Dataset:
+        """A split's dataset from its scaled inputs and targets; `raw_targets` (unscaled) are for datasets whose
+        items are labelled from the targets' own values."""
+        return WindowDataset(x, y, self.options.lookback, self.options.horizon)
 
     def state_dict(self) -> dict[str, Any]:
         """The fitted preprocessing, JSON-serialisable; empty before setup (nothing is fitted yet)."""
