@@ -184,6 +184,12 @@ TARGET_KINDS: dict[str, Callable[[pd.DataFrame, str], pd.DataFrame]] = {
 }
 
 
+def prices_from_log_returns(last_prices: np.ndarray, log_returns: np.ndarray) -> np.ndarray:
+    """Prices after each of H steps [N, H, K] from the price at the start [N, K] and the log returns of the
+    steps [N, H, K]: price_(t+h) = price_t * exp(r_(t+1) + ... + r_(t+h))."""
+    return last_prices[:, None, :] * np.exp(np.cumsum(log_returns, axis=1))
+
+
 def features_from_frames(frames: dict[str, pd.DataFrame], options: StockOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The model's (inputs, targets) from each ticker's `read_frame`, in raw (unscaled) units.
 

@@ -35,17 +35,27 @@ Runs go to $MLFLOW_TRACKING_URI, default sqlite:///mlruns/mlflow.db with artifac
 """
 TRACKING_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)"
 PREDICT_FORMATS = """input and output, per dataset (the run's fitted preprocessing is applied; nothing is refitted):
-  ett, stock  one CSV (stock: one price file per ticker) in the training data's format. A window is every
-              `lookback` consecutive rows, the last ones included, whose forecast runs past the file's end.
-              Output: one row per (window end, step): window_end, step (1..horizon), timestamp (the file's own
-              row inside the file; past its end the file's regular spacing continued, empty for irregular
-              dates), then per target <name>_forecast in original units and <name>_actual (empty past the end).
+  ett, stock  one CSV (stock: one price file per ticker, named after it, e.g. spy.us.txt or SPY.csv) in the
+              training data's format. A window is every `lookback` consecutive rows, the last ones included,
+              whose forecast runs past the file's end; --future keeps only that last window's forecast.
+              Output: one row per (window end, step): window_end (the window's last row), step (1..horizon),
+              timestamp (the file's own row inside the file; past its end, ett continues the file's regular
+              spacing and stock counts business days, Monday to Friday, exchange holidays not skipped), then
+              per target, in original units:
+                ett    <channel>_forecast, <channel>_actual (empty past the file's end)
+                stock  <ticker>_close_log_return_forecast and _actual (the day's log return of the close),
+                       <ticker>_close_price_forecast (the window end's close compounded by the forecast log
+                       returns: close * exp(r_1 + ... + r_step)) and <ticker>_close_price_actual
+  stock-direction
+              price files as for stock. Output: window_end, move_end (the business day whose close is compared
+              with window_end's), label (up or down), prob_down, prob_up; --future: the last window only.
   sms         a UTF-8 text file, one raw message per line. Output: text, label, prob_<class> per class.
   moving-shapes, hmdb51-samples, video-folder
               one clip per input: a video file (.avi, .mp4, ...) or a folder of frame images, sampled like a
               test clip. Output: clip (the input's path), label, prob_<class>.
   gestures    keypoint CSVs with the 16 keypoint columns; one row per window of data.clip_len frames, one
               starting every data.stride frames. Output: file, first_frame, last_frame, label, prob_<class>.
+Numbers are written with 6 significant digits.
 """
 
 
@@ -153,6 +163,9 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", nargs="+", required=True, metavar="FILE",
                         help="new data in the training data's format (see below)")  # fmt: skip
     parser.add_argument("--output", required=True, metavar="FILE", help="CSV to write the predictions to")
+    parser.add_argument("--future", "--last", dest="future", action="store_true",
+                        help="dated series only: just the forecast that starts after the input's last row (the "
+                        "window ending there), instead of one for every window")  # fmt: skip
     parser.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     return parser
 
