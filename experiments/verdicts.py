@@ -8,18 +8,18 @@ import re
 from collections.abc import Callable
 
 from lightning_modules.backtest import BUY_AND_HOLD, STRATEGIES, STRATEGY_LABELS
-from lightning_modules.baselines import NAIVE_FORECASTS, best_naive
+from lightning_modules.baselines import NAIVE_FORECASTS, best_naive, skill
 
 NAIVE_MSE = re.compile(r"^baseline_(\w+)_mse$")
 
 
-def compared(what: str, model: float, floor: float, against: str, higher_is_better: bool) -> str:
-    """'better than / worse than / ties <against> (<what> model vs floor)'."""
+def compared(what: str, model: float, floor: float, against: str, higher_is_better: bool, detail: str = "") -> str:
+    """'better than / worse than / ties <against> (<what> model vs floor<detail>)'."""
     if model == floor:
         verdict = "ties"
     else:
         verdict = "better than" if (model > floor) == higher_is_better else "worse than"
-    return f"{verdict} {against} ({what} {model:.4f} vs {floor:.4f})"
+    return f"{verdict} {against} ({what} {model:.4f} vs {floor:.4f}{detail})"
 
 
 def naive_label(name: str) -> str:
@@ -32,7 +32,9 @@ def against_naive(metrics: dict[str, float]) -> str | None:
     if "test_mse" not in metrics or not naive:
         return None
     best = best_naive(naive)
-    line = compared("MSE", metrics["test_mse"], naive[best], f"the {naive_label(best)} forecast", False)
+    # The skill shows how large a difference is that four decimals of MSE may not (0.2477 vs 0.2477).
+    detail = f", skill {skill(metrics['test_mse'], naive[best]):+.3g}"
+    line = compared("MSE", metrics["test_mse"], naive[best], f"the {naive_label(best)} forecast", False, detail)
     ranked = ", ".join(f"{naive_label(name)} {value:.4f}" for name, value in sorted(naive.items(), key=lambda i: i[1]))
     return f"{line}; naive forecasts' MSE: {ranked}"
 

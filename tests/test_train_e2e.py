@@ -98,7 +98,7 @@ def test_stw_train_leaves_a_complete_mlflow_run(tracking_uri, capsys):
     assert fingerprint["digest"] == tags["stw.data_fingerprint"]
     out = capsys.readouterr().out
     assert "run " + run.info.run_id in out
-    assert f"the {NAIVE_FORECASTS[best].label} forecast (MSE {metrics['test_mse']:.4f} vs {naive[best]:.4f})" in out
+    assert f"the {NAIVE_FORECASTS[best].label} forecast (MSE {metrics['test_mse']:.4f} vs {naive[best]:.4f}" in out
 
 
 def test_a_stock_run_is_judged_against_zero_always_up_and_buy_and_hold(tracking_uri, capsys):

@@ -15,7 +15,7 @@ LEVEL = {"test_mse": 0.512, "baseline_last_mse": 0.9, "baseline_seasonal_mse": 0
 
 def test_a_model_that_loses_to_its_best_naive_forecast_says_so_naming_it() -> None:
     [line] = verdict_lines(LEVEL)
-    assert line.startswith("worse than the seasonal-naive forecast (MSE 0.5120 vs 0.4980)")
+    assert line.startswith("worse than the seasonal-naive forecast (MSE 0.5120 vs 0.4980, skill -0.0281)")
     assert line.endswith("naive forecasts' MSE: seasonal-naive 0.4980, window-mean 0.7000, repeat-last 0.9000")
 
 
@@ -35,7 +35,7 @@ RETURNS = {"test_mse": 1.01, "baseline_zero_mse": 1.0, "baseline_mean_mse": 1.00
 
 def test_a_return_forecast_is_judged_against_zero_always_up_and_buy_and_hold() -> None:
     naive, direction, backtest = verdict_lines(RETURNS)
-    assert naive.startswith("worse than the zero-return forecast (MSE 1.0100 vs 1.0000)")
+    assert naive.startswith("worse than the zero-return forecast (MSE 1.0100 vs 1.0000, skill -0.01)")
     assert (
         direction
         == "worse than always up (hit rate 0.5100 vs 0.5500); information coefficient +0.0200, rank IC -0.0100"
@@ -62,5 +62,5 @@ def test_a_sweep_where_nothing_beats_zero_says_so_for_its_chosen_trial_and_count
     study = study_of([RETURNS, {**RETURNS, "test_mse": 1.005, "skill_vs_best_naive": -0.005}])
     text = summary_text(study, SimpleNamespace(study="stock-x", metric="val_mse"), "stw ui")
     assert "best trial #0 (linear): val_mse = 0.9000" in text
-    assert "on test it is worse than the zero-return forecast (MSE 1.0100 vs 1.0000)" in text
+    assert "on test it is worse than the zero-return forecast (MSE 1.0100 vs 1.0000, skill -0.01)" in text
     assert "completed trials whose test MSE beats their best naive forecast: 0 of 2" in text
