@@ -33,6 +33,7 @@ def build_datamodule(name: str, options: dict | DataOptions | None = None) -> St
 from datamodules import (
     ett,
     stock,
+    stock_direction,
     text,
     video,
 )

@@ -87,6 +87,9 @@ class EttDataModule(WindowedSeriesDataModule):
     def load_features(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         return features_from_frame(read_frame(self.data_files()[0]), self.options)
 
+    def main_target(self) -> str:
+        return self.options.target
+
     def split_rows(self, n_rows: int) -> dict[str, tuple[int, int]]:
         if n_rows < TEST_END:
             raise DataError(

@@ -20,7 +20,18 @@ class ForecastSpec:
         input_names: the C input channels, in order.
         target_names: the K forecast channels, in order.
         target_index: positions of the targets among the inputs, or None when the targets are not inputs.
-        season: the series' season in steps (24 for hourly data), for the seasonal-naive baseline.
+        season: the series' season in steps (24 for hourly data), for the seasonal-naive baseline and MASE.
+        target_kind: what the targets are, which decides the naive forecasts they are scored against and
+            whether trading metrics apply (see lightning_modules.baselines): "level" (a series' own values,
+            e.g. loads or temperatures) or "return" (period-over-period log returns, whose sign is the bet).
+        main_target: the target channel people read first (ETT's OT, a stock's close return): the one plotted
+            and the one return metrics and the backtest use; None takes the first target.
+        target_mean, target_std: the fitted target scaler (original = scaled * std + mean), per target, so
+            scores in the data's own units can be computed from scaled forecasts; None when unknown.
+        naive_mae: per target, the mean absolute error of the seasonal-naive forecast (period `season`) inside
+            the training rows, in original units: the denominator of MASE.
+        positive_targets: every training value of every target is above 0, so percentage errors (sMAPE) mean
+            something.
     """
 
     input_kind: str
@@ -30,6 +41,17 @@ class ForecastSpec:
     target_names: list[str]
     target_index: list[int] | None
     season: int
+    target_kind: str = "level"
+    main_target: str | None = None
+    target_mean: list[float] | None = None
+    target_std: list[float] | None = None
+    naive_mae: list[float] | None = None
+    positive_targets: bool = False
+
+    @property
+    def main_index(self) -> int:
+        """Position of the main target among the targets."""
+        return self.target_names.index(self.main_target) if self.main_target is not None else 0
 
     @property
     def n_inputs(self) -> int:

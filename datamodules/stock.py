@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -71,7 +70,8 @@ class StockOptions(WindowOptions):
         paths: explicit CSV files (Stooq or Yahoo format) used instead of `tickers`; a file's name up to its
             first dot names its ticker.
         target: the ticker whose close is forecast; default the first ticker.
-        target_kind: what is forecast; "return": the log returns of the target's close over the next `horizon` days.
+        target_kind: what is forecast; "return": the log returns of the target's close over the next `horizon` days
+            (for their up/down direction, a classification, use the stock-direction dataset).
         calendar: add day of week and month as sin/cos inputs.
         train_fraction: share of the rows (after the gaps) for training, the earliest ones.
         val_fraction: share of the rows for validation, after training; testing gets the rest, the latest ones.
@@ -80,7 +80,7 @@ class StockOptions(WindowOptions):
     tickers: list[str] = field(default_factory=lambda: ["spy"])
     paths: list[str] | None = None
     target: str | None = None
-    target_kind: Literal["return"] = "return"
+    target_kind: str = "return"
     calendar: bool = False
     lookback: int = 60
     horizon: int = 5
@@ -95,7 +95,11 @@ class StockOptions(WindowOptions):
         if self.target_ticker() not in names:
             raise ConfigError(f"target {self.target!r} is not one of the tickers {names}")
         if self.target_kind not in TARGET_KINDS:
-            raise ConfigError(f"target_kind must be one of {list(TARGET_KINDS)}, got {self.target_kind!r}")
+            raise ConfigError(
+                f"data.target_kind must be one of {list(TARGET_KINDS)}, got {self.target_kind!r}; for the up/down "
+                "direction of the returns, a classification, train on --data stock-direction (data.dead_zone "
+                "leaves out small moves)"
+            )
         if not (self.train_fraction > 0 and self.val_fraction > 0 and self.train_fraction + self.val_fraction < 1):
             raise ConfigError(
                 f"train_fraction {self.train_fraction} and val_fraction {self.val_fraction} must be positive "
@@ -174,10 +178,16 @@ def calendar_features(dates: pd.DatetimeIndex) -> pd.DataFrame:
 
 # target_kind -> target columns, taken from the input frame for the target ticker. Row t holds day t's value,
 # so window i's targets (rows i + L .. i + L + H - 1) are the H days after its last input day.
-# A "sign" kind would be one more entry here (and a classification task, which is not built).
+# Their direction is a classification task: the stock-direction dataset (datamodules/stock_direction.py).
 TARGET_KINDS: dict[str, Callable[[pd.DataFrame, str], pd.DataFrame]] = {
     "return": lambda inputs, ticker: inputs[[f"{ticker}_close"]],
 }
+
+
+def prices_from_log_returns(last_prices: np.ndarray, log_returns: np.ndarray) -> np.ndarray:
+    """Prices after each of H steps [N, H, K] from the price at the start [N, K] and the log returns of the
+    steps [N, H, K]: price_(t+h) = price_t * exp(r_(t+1) + ... + r_(t+h))."""
+    return last_prices[:, None, :] * np.exp(np.cumsum(log_returns, axis=1))
 
 
 def features_from_frames(frames: dict[str, pd.DataFrame], options: StockOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -200,6 +210,8 @@ class StockDataModule(WindowedSeriesDataModule):
     """Forecast a ticker's next daily close returns from the recent returns of one or more tickers."""
 
     season = 5  # trading days: the seasonal-naive baseline repeats the last week
+    target_kind = "return"
+    target_units = "daily log return"
 
     Options = StockOptions
     options: StockOptions
@@ -221,6 +233,9 @@ class StockDataModule(WindowedSeriesDataModule):
     def load_features(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         frames = {ticker: read_frame(path) for ticker, path in self.ticker_files().items()}
         return features_from_frames(frames, self.options)
+
+    def main_target(self) -> str:
+        return f"{self.options.target_ticker()}_close"
 
     def split_rows(self, n_rows: int) -> dict[str, tuple[int, int]]:
         # Parts are disjoint date ranges in time order and each part's windows stay inside it. Between two parts

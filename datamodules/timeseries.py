@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from datamodules.base import DataOptions, StwDataModule
 from datamodules.download import Source, ensure_file
@@ -144,6 +145,13 @@ class StandardScaler:
         )
 
 
+def seasonal_naive_mae(frame: pd.DataFrame, season: int) -> np.ndarray:
+    """Per column, the mean |y_t - y_(t - season)| over the rows that have a value a season earlier: the in-sample
+    seasonal-naive MAE that MASE divides by (Hyndman & Koehler 2006)."""
+    values = frame.to_numpy(dtype=np.float64)
+    return np.abs(values[season:] - values[:-season]).mean(axis=0)
+
+
 def float32_rows(values: np.ndarray) -> Tensor:
     """A row-major float32 tensor: pandas hands out column-major arrays, and a window should be one memory block."""
     return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
@@ -154,15 +162,19 @@ class WindowedSeriesDataModule(StwDataModule):
 
     task: ClassVar[str] = "forecast"
     input_kind: ClassVar[str] = "values"
-    season: ClassVar[int]  # steps per season, for the seasonal-naive baseline
+    season: ClassVar[int]  # steps per season, for the seasonal-naive baseline and MASE
+    target_kind: ClassVar[str] = "level"  # see ForecastSpec.target_kind
+    target_units: ClassVar[str] = "original units"  # what a target's values are, for axis labels
     options: WindowOptions
 
     def __init__(self, options: WindowOptions) -> None:
         super().__init__(options)
         self.input_scaler: StandardScaler | None = None
         self.target_scaler: StandardScaler | None = None
+        self.naive_mae: list[float] | None = None  # per target, on the train rows (MASE's denominator)
+        self.positive_targets = False  # every train target value above 0 (sMAPE applies)
         self.series: dict[str, tuple[Tensor, Tensor]] = {}  # split -> scaled inputs [T, C], targets [T, K]
-        self.datasets: dict[str, WindowDataset] = {}
+        self.datasets: dict[str, Dataset] = {}
         self._timestamps: dict[str, pd.DatetimeIndex] = {}
 
     # --- dataset hooks ---------------------------------------------------------------------------------------
@@ -182,6 +194,10 @@ class WindowedSeriesDataModule(StwDataModule):
         """Row range [start, stop) of the train, val and test series; windows never leave their range."""
         raise NotImplementedError
 
+    def main_target(self) -> str | None:
+        """The target channel plots and return metrics are about (ForecastSpec.main_target); None: the first."""
+        return None
+
     # --- LightningDataModule -----------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         if self.options.download:
@@ -199,14 +215,21 @@ class WindowedSeriesDataModule(StwDataModule):
             train = slice(*ranges["train"])
             self.input_scaler = StandardScaler.fit(inputs.iloc[train])
             self.target_scaler = StandardScaler.fit(targets.iloc[train])
+            self.naive_mae = seasonal_naive_mae(targets.iloc[train], self.season).tolist()
+            self.positive_targets = bool((targets.iloc[train].to_numpy() > 0).all())
         series, windows, timestamps = {}, {}, {}
         for split, (start, stop) in ranges.items():
             x = float32_rows(self.input_scaler.transform(inputs.iloc[start:stop]))
             y = float32_rows(self.target_scaler.transform(targets.iloc[start:stop]))
             series[split] = (x, y)
-            windows[split] = WindowDataset(x, y, self.options.lookback, self.options.horizon)
+            windows[split] = self.window_dataset(x, y, targets.iloc[start:stop])
             timestamps[split] = inputs.index[start:stop]
         self.series, self.datasets, self._timestamps = series, windows, timestamps
+
+    def window_dataset(self, x: Tensor, y: Tensor, raw_targets: pd.DataFrame) -> Dataset:
+        """A split's dataset from its scaled inputs and targets; `raw_targets` (unscaled) are for datasets whose
+        items are labelled from the targets' own values."""
+        return WindowDataset(x, y, self.options.lookback, self.options.horizon)
 
     def state_dict(self) -> dict[str, Any]:
         """The fitted preprocessing, JSON-serialisable; empty before setup (nothing is fitted yet)."""
@@ -216,6 +239,8 @@ class WindowedSeriesDataModule(StwDataModule):
             "options": self.shaping_options(),
             "input_scaler": self.input_scaler.to_dict(),
             "target_scaler": self.target_scaler.to_dict(),
+            "target_naive_mae": self.naive_mae,
+            "positive_targets": self.positive_targets,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -223,6 +248,9 @@ class WindowedSeriesDataModule(StwDataModule):
             return
         self.input_scaler = StandardScaler.from_dict(state["input_scaler"])
         self.target_scaler = StandardScaler.from_dict(state["target_scaler"])
+        # Runs logged before MASE and sMAPE existed saved neither statistic.
+        self.naive_mae = state.get("target_naive_mae")
+        self.positive_targets = bool(state.get("positive_targets", False))
         if self.datasets:  # Lightning restores a checkpoint after setup: rescale the tensors with the loaded scaler
             self.datasets = {}
             self.setup()
@@ -241,6 +269,12 @@ class WindowedSeriesDataModule(StwDataModule):
             target_names=list(targets),
             target_index=[inputs.index(t) for t in targets] if set(targets) <= set(inputs) else None,
             season=self.season,
+            target_kind=self.target_kind,
+            main_target=self.main_target(),
+            target_mean=self.target_scaler.mean.tolist(),
+            target_std=self.target_scaler.std.tolist(),
+            naive_mae=self.naive_mae,
+            positive_targets=self.positive_targets,
         )
 
     def inverse_transform_targets(self, y: Tensor) -> Tensor:

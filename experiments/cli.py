@@ -35,17 +35,27 @@ Runs go to $MLFLOW_TRACKING_URI, default sqlite:///mlruns/mlflow.db with artifac
 """
 TRACKING_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)"
 PREDICT_FORMATS = """input and output, per dataset (the run's fitted preprocessing is applied; nothing is refitted):
-  ett, stock  one CSV (stock: one price file per ticker) in the training data's format. A window is every
-              `lookback` consecutive rows, the last ones included, whose forecast runs past the file's end.
-              Output: one row per (window end, step): window_end, step (1..horizon), timestamp (the file's own
-              row inside the file; past its end the file's regular spacing continued, empty for irregular
-              dates), then per target <name>_forecast in original units and <name>_actual (empty past the end).
+  ett, stock  one CSV (stock: one price file per ticker, named after it, e.g. spy.us.txt or SPY.csv) in the
+              training data's format. A window is every `lookback` consecutive rows, the last ones included,
+              whose forecast runs past the file's end; --future keeps only that last window's forecast.
+              Output: one row per (window end, step): window_end (the window's last row), step (1..horizon),
+              timestamp (the file's own row inside the file; past its end, ett continues the file's regular
+              spacing and stock counts business days, Monday to Friday, exchange holidays not skipped), then
+              per target, in original units:
+                ett    <channel>_forecast, <channel>_actual (empty past the file's end)
+                stock  <ticker>_close_log_return_forecast and _actual (the day's log return of the close),
+                       <ticker>_close_price_forecast (the window end's close compounded by the forecast log
+                       returns: close * exp(r_1 + ... + r_step)) and <ticker>_close_price_actual
+  stock-direction
+              price files as for stock. Output: window_end, move_end (the business day whose close is compared
+              with window_end's), label (up or down), prob_down, prob_up; --future: the last window only.
   sms         a UTF-8 text file, one raw message per line. Output: text, label, prob_<class> per class.
   moving-shapes, hmdb51-samples, video-folder
               one clip per input: a video file (.avi, .mp4, ...) or a folder of frame images, sampled like a
               test clip. Output: clip (the input's path), label, prob_<class>.
   gestures    keypoint CSVs with the 16 keypoint columns; one row per window of data.clip_len frames, one
               starting every data.stride frames. Output: file, first_frame, last_frame, label, prob_<class>.
+Numbers are written with 6 significant digits.
 """
 
 
@@ -54,6 +64,7 @@ def train_main(argv: list[str]) -> int:
     from experiments.config import parse_run_args
     from experiments.tracking import final_metrics
     from experiments.train import run_training
+    from experiments.verdicts import verdict_lines
 
     if any(a in ("-h", "--help") for a in argv):
         print("Extra options: --tracking-uri URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db), "
@@ -65,8 +76,13 @@ def train_main(argv: list[str]) -> int:
     config = parse_run_args(rest)
     result = run_training(config, known.tracking_uri, quiet=known.quiet or None)
     print(f"run {result.run_id} (experiment {config['data']['name']}):")
-    for name, value in sorted(final_metrics(result.metrics).items()):
-        print(f"  {name:28s} {value:.4f}")
+    final = final_metrics(result.metrics)
+    for name, value in sorted(final.items()):
+        print(f"  {name:38s} {value:.6g}")  # returns' errors in original units are around 1e-4
+    if verdicts := verdict_lines(final):
+        print("on the test set, the model is:")
+        for line in verdicts:
+            print(f"  {line}")
     print(f"compare it in the MLflow UI: stw ui{' --tracking-uri ' + known.tracking_uri if known.tracking_uri else ''}")
     if result.status != "FINISHED":
         print(f"stw train: the run closed {result.status}: recording its artifacts failed (see its stw.close_error tag)",
@@ -147,6 +163,9 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", nargs="+", required=True, metavar="FILE",
                         help="new data in the training data's format (see below)")  # fmt: skip
     parser.add_argument("--output", required=True, metavar="FILE", help="CSV to write the predictions to")
+    parser.add_argument("--future", "--last", dest="future", action="store_true",
+                        help="dated series only: just the forecast that starts after the input's last row (the "
+                        "window ending there), instead of one for every window")  # fmt: skip
     parser.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     return parser
 

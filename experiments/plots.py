@@ -8,8 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+
+def save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    return path
 
 
 def learning_curves(history: dict[str, list[tuple[int, float]]], path: Path, title: str) -> Path:
@@ -24,36 +30,85 @@ def learning_curves(history: dict[str, list[tuple[int, float]]], path: Path, tit
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return save(fig, path)
 
 
-def forecast_vs_actual(
+# Naive forecasts are drawn in these, never in the model's red or the truth's black.
+NAIVE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:cyan")
+
+
+def own_dates(ax: Axes) -> None:
+    """Date ticks on this panel's own x-axis: Figure.autofmt_xdate would hide every panel's dates but the last."""
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+
+
+def forecast_figure(
     context: np.ndarray,
     actual: np.ndarray,
     forecast: np.ndarray,
     context_time: list[pd.DatetimeIndex],
     target_time: list[pd.DatetimeIndex],
     channel: str,
-    path: Path,
+    units: str,
     title: str,
-) -> Path:
-    """One panel per test window: the lookback, the truth after it, and the model's forecast (original units)."""
+    baselines: dict[str, np.ndarray] | None = None,
+) -> Figure:
+    """One panel per test window [n, steps], each on its own dates: the lookback, the truth after it, the model's
+    forecast and, faintly, the naive forecasts (label -> [n, H]) it is scored against; values in `units`."""
     n = len(actual)
-    fig = Figure(figsize=(9, 2.4 * n))
+    fig = Figure(figsize=(9, 2.6 * n))
     axes = fig.subplots(n, 1, squeeze=False)
     for i, ax in enumerate(axes[:, 0]):
         ax.plot(context_time[i], context[i], color="0.6", lw=1, label="lookback")
+        for (label, values), colour in zip((baselines or {}).items(), NAIVE_COLOURS, strict=False):
+            ax.plot(target_time[i], values[i], color=colour, lw=0.9, ls="--", alpha=0.45, label=label)
         ax.plot(target_time[i], actual[i], color="black", lw=1.2, label="actual")
-        ax.plot(target_time[i], forecast[i], color="tab:red", lw=1.2, label="forecast")
-        ax.set_ylabel(channel)
+        ax.plot(target_time[i], forecast[i], color="tab:red", lw=1.4, label="forecast")
+        ax.set_ylabel(f"{channel}\n({units})")
+        own_dates(ax)
         ax.grid(alpha=0.3)
     axes[0, 0].set_title(title)
-    axes[0, 0].legend(loc="upper left", fontsize=8)
-    fig.autofmt_xdate()
+    axes[0, 0].legend(loc="upper left", fontsize=7, ncol=3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return fig
+
+
+def error_by_step(errors: dict[str, np.ndarray], model: str, path: Path, title: str) -> Path:
+    """MSE by step ahead (label -> [H]): the model's line bold, the naive forecasts' faint beside it."""
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    naive_colours = iter(NAIVE_COLOURS)
+    for label, values in errors.items():
+        steps = np.arange(1, len(values) + 1)
+        mine = label == model
+        ax.plot(steps, values, lw=1.8 if mine else 1.0, alpha=1.0 if mine else 0.55,
+                color="tab:red" if mine else next(naive_colours, "0.5"),
+                marker="o" if len(values) <= 24 else None, ms=3, label=label)  # fmt: skip
+    ax.set(xlabel="step ahead (h)", ylabel="test MSE (scaled units)", title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def equity_curves(days: pd.DatetimeIndex, curves: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    """Growth of 1 over the test days (label -> [days]), one line per strategy; marked as an evaluation."""
+    fig = Figure(figsize=(9, 4.5))
+    ax = fig.subplots()
+    for label, equity in curves.items():
+        ax.plot(days, equity, lw=1.2, label=label)
+    ax.axhline(1.0, color="0.5", lw=0.8)
+    ax.set(ylabel="equity (start = 1)", title=title)
+    own_dates(ax)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.text(0.99, 0.01, "backtest of test-period forecasts: evaluation, not advice", ha="right", va="bottom",
+             fontsize=8, color="0.35")  # fmt: skip
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return save(fig, path)
 
 
 MAX_ANNOTATED_CLASSES = 20  # beyond this the numbers overlap; the colours still read
@@ -84,8 +139,7 @@ def confusion_matrix(counts: np.ndarray, class_names: list[str], path: Path, tit
             _annotate(ax, values, fmt)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return save(fig, path)
 
 
 def compare_learning_curves(histories: dict[str, dict[str, list[tuple[int, float]]]], path: Path, title: str) -> Path:
@@ -104,5 +158,4 @@ def compare_learning_curves(histories: dict[str, dict[str, list[tuple[int, float
         ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return save(fig, path)

@@ -28,7 +28,8 @@ import torch
 from torch import Tensor
 
 from datamodules import StwDataModule, ett, stock
-from datamodules.errors import DataError
+from datamodules.errors import ConfigError, DataError
+from datamodules.stock_direction import StockDirectionDataModule
 from datamodules.timeseries import WindowedSeriesDataModule, float32_rows
 from datamodules.video.datamodule import FrameDataModule
 from datamodules.video.gestures import Gestures
@@ -36,7 +37,8 @@ from experiments.config import datamodule_for
 from experiments.logged_run import CHECKPOINT, CONFIG, PREPROCESSING, RunError, fetch_run
 from lightning_modules import TASKS
 
-Predictor = Callable[[StwDataModule, pl.LightningModule, list[Path]], pd.DataFrame]
+# (datamodule, module, input paths[, future_only=True for dated series]) -> the output table
+Predictor = Callable[..., pd.DataFrame]
 FeatureReader = Callable[[list[Path], Any], tuple[pd.DataFrame, pd.DataFrame]]
 
 
@@ -51,7 +53,7 @@ def ett_features(paths: list[Path], options: ett.EttOptions) -> tuple[pd.DataFra
     return ett.features_from_frame(ett.read_frame(path), options)
 
 
-def stock_features(paths: list[Path], options: stock.StockOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
+def ticker_files(paths: list[Path], options: stock.StockOptions) -> dict[str, Path]:
     """One price file per ticker of the run, matched by file name as in training (aapl.us.txt, AAPL.csv -> aapl)."""
     tickers, by_ticker = options.ticker_names(), {stock.ticker_name(path): path for path in paths}
     if sorted(by_ticker) != sorted(tickers) or len(paths) != len(tickers):
@@ -59,50 +61,108 @@ def stock_features(paths: list[Path], options: stock.StockOptions) -> tuple[pd.D
             f"the run forecasts from tickers {tickers}: give one price file per ticker, named after it "
             f"(e.g. {tickers[0]}.us.txt or {tickers[0].upper()}.csv); got {', '.join(p.name for p in paths)}"
         )
-    return stock.features_from_frames({ticker: stock.read_frame(by_ticker[ticker]) for ticker in tickers}, options)
+    return {ticker: by_ticker[ticker] for ticker in tickers}
+
+
+def stock_features(paths: list[Path], options: stock.StockOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
+    files = ticker_files(paths, options)
+    return stock.features_from_frames({ticker: stock.read_frame(path) for ticker, path in files.items()}, options)
+
+
+def stock_closes(paths: list[Path], options: stock.StockOptions, index: pd.DatetimeIndex) -> pd.DataFrame:
+    """The target ticker's close on each feature row: the price its forecast log returns compound from."""
+    target = options.target_ticker()
+    return stock.read_frame(ticker_files(paths, options)[target])[["Close"]].reindex(index)
 
 
 def batched(model: Callable[[Tensor], Tensor], items: Tensor, batch_size: int) -> Tensor:
     return torch.cat([model(items[i : i + batch_size]) for i in range(0, len(items), batch_size)])
 
 
-def forecast_times(index: pd.DatetimeIndex, rows: np.ndarray) -> pd.Series:
-    """The time of each row number; rows past the end continue the index's spacing if it has exactly one."""
+FutureTimes = Callable[[pd.DatetimeIndex, np.ndarray], pd.DatetimeIndex]  # (index, steps past its end) -> times
+
+
+def regular_spacing(index: pd.DatetimeIndex, steps: np.ndarray) -> pd.DatetimeIndex:
+    """The index's spacing continued when it has exactly one (hourly ETT); otherwise no time is made up."""
+    spacings = (index[1:] - index[:-1]).unique()
+    if len(spacings) != 1:
+        return pd.DatetimeIndex([pd.NaT] * len(steps))
+    return index[-1] + spacings[0] * steps
+
+
+def business_days(index: pd.DatetimeIndex, steps: np.ndarray) -> pd.DatetimeIndex:
+    """n business days (Monday to Friday) after the last date; exchange holidays are not known, so not skipped."""
+    after = {n: index[-1] + pd.offsets.BDay(n) for n in np.unique(steps).tolist()}
+    return pd.DatetimeIndex([after[n] for n in steps.tolist()])
+
+
+def forecast_times(index: pd.DatetimeIndex, rows: np.ndarray, future: FutureTimes) -> pd.Series:
+    """The time of each row number: the index's own inside it, `future`'s for rows past its end."""
     inside = rows < len(index)
     times = pd.Series(index[np.minimum(rows, len(index) - 1)]).where(inside)
-    spacings = (index[1:] - index[:-1]).unique()
-    if len(spacings) == 1:
-        times[~inside] = index[-1] + spacings[0] * (rows[~inside] - len(index) + 1)
+    if (~inside).any():
+        times[~inside] = future(index, rows[~inside] - len(index) + 1)
     return times
 
 
-def forecaster(read_features: FeatureReader) -> Predictor:
-    """A predictor for a windowed-series dataset whose files `read_features` turns into (inputs, targets)."""
+def rows_of(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """values[rows] [len(rows), K], NaN for rows past the end."""
+    out = np.full((len(rows), values.shape[1]), np.nan)
+    out[rows < len(values)] = values[rows[rows < len(values)]]
+    return out
 
-    def predict(datamodule: WindowedSeriesDataModule, module: pl.LightningModule, paths: list[Path]) -> pd.DataFrame:
-        options = datamodule.options
-        lookback, horizon = options.lookback, options.horizon
-        inputs, targets = read_features(paths, options)
-        if len(inputs) < lookback:
-            raise DataError(
-                f"{', '.join(map(str, paths))}: {len(inputs)} rows of model inputs, but the run looks back "
-                f"{lookback} steps (its data.lookback); give at least {lookback} consecutive rows"
-            )
-        # Scaled and cast exactly as the datamodule does for training, so a window gives the numbers it gave in testing.
-        series = float32_rows(datamodule.input_scaler.transform(inputs))
-        windows = series.unfold(0, lookback, 1).transpose(1, 2)  # [N, L, C]: window i ends at row i + L - 1
-        scaled = batched(lambda x: module(x.contiguous()), windows, options.batch_size)
-        forecasts = datamodule.inverse_transform_targets(scaled).numpy()  # [N, H, K]
-        ends = np.repeat(np.arange(lookback - 1, len(inputs)), horizon)
-        rows = ends + np.tile(np.arange(1, horizon + 1), len(windows))
-        table = pd.DataFrame(
-            {"window_end": inputs.index[ends], "step": rows - ends, "timestamp": forecast_times(inputs.index, rows)}
+
+def input_windows(datamodule: WindowedSeriesDataModule, inputs: pd.DataFrame, paths: list[Path],
+                  future_only: bool) -> tuple[Tensor, np.ndarray]:  # fmt: skip
+    """The run's scaled windows [N, L, C] over the input rows and the row each one ends at: every window, or with
+    `future_only` the one ending at the last row, whose forecast is all future."""
+    lookback = datamodule.options.lookback
+    if len(inputs) < lookback:
+        raise DataError(
+            f"{', '.join(map(str, paths))}: {len(inputs)} rows of model inputs, but the run looks back "
+            f"{lookback} steps (its data.lookback); give at least {lookback} consecutive rows"
         )
-        actual = np.full((len(rows), targets.shape[1]), np.nan)
-        actual[rows < len(targets)] = targets.to_numpy()[rows[rows < len(targets)]]
+    # Scaled and cast exactly as the datamodule does for training, so a window gives the numbers it gave in testing.
+    series = float32_rows(datamodule.input_scaler.transform(inputs))
+    windows = series.unfold(0, lookback, 1).transpose(1, 2)  # window i ends at row i + L - 1
+    ends = np.arange(lookback - 1, len(inputs))
+    return (windows[-1:], ends[-1:]) if future_only else (windows, ends)
+
+
+# A target kind's word in the output columns: a return series' values are log returns, a level's are its values.
+VALUE_WORDS = {"level": "", "return": "_log_return"}
+LevelReader = Callable[[list[Path], Any, pd.DatetimeIndex], pd.DataFrame]
+
+
+def forecaster(read_features: FeatureReader, future: FutureTimes = regular_spacing,
+               read_levels: LevelReader | None = None) -> Predictor:  # fmt: skip
+    """A predictor for a windowed-series dataset whose files `read_features` turns into (inputs, targets); `future`
+    names the times past the input's end; `read_levels` gives the price levels log-return targets compound from,
+    for forecasts in prices too."""
+
+    def predict(datamodule: WindowedSeriesDataModule, module: pl.LightningModule, paths: list[Path],
+                future_only: bool = False) -> pd.DataFrame:  # fmt: skip
+        inputs, targets = read_features(paths, datamodule.options)
+        windows, ends = input_windows(datamodule, inputs, paths, future_only)
+        scaled = batched(lambda x: module(x.contiguous()), windows, datamodule.options.batch_size)
+        forecasts = datamodule.inverse_transform_targets(scaled).numpy()  # [N, H, K]
+        horizon = forecasts.shape[1]
+        rows = (ends[:, None] + np.arange(1, horizon + 1)).reshape(-1)
+        window_ends = np.repeat(ends, horizon)
+        table = pd.DataFrame({"window_end": inputs.index[window_ends], "step": rows - window_ends,
+                              "timestamp": forecast_times(inputs.index, rows, future)})  # fmt: skip
+        word = VALUE_WORDS[datamodule.target_kind]
+        actual = rows_of(targets.to_numpy(), rows)
         for k, name in enumerate(targets.columns):
-            table[f"{name}_forecast"] = forecasts[:, :, k].reshape(-1)
-            table[f"{name}_actual"] = actual[:, k]
+            table[f"{name}{word}_forecast"] = forecasts[:, :, k].reshape(-1)
+            table[f"{name}{word}_actual"] = actual[:, k]
+        if read_levels is not None:
+            levels = read_levels(paths, datamodule.options, inputs.index).to_numpy()  # [T, K], one per target
+            prices = stock.prices_from_log_returns(levels[ends], forecasts)
+            actual_prices = rows_of(levels, rows)
+            for k, name in enumerate(targets.columns):
+                table[f"{name}_price_forecast"] = prices[:, :, k].reshape(-1)
+                table[f"{name}_price_actual"] = actual_prices[:, k]
         return table
 
     return predict
@@ -164,9 +224,20 @@ def classify_windows(datamodule: Gestures, module: pl.LightningModule, paths: li
     return class_table(items, probs, module.class_names)
 
 
+def classify_moves(datamodule: StockDirectionDataModule, module: pl.LightningModule, paths: list[Path],
+                   future_only: bool = False) -> pd.DataFrame:  # fmt: skip
+    """Up or down for each window's next `horizon` days: move_end is the trading day whose close is compared."""
+    inputs, _ = stock_features(paths, datamodule.options)
+    windows, ends = input_windows(datamodule, inputs, paths, future_only)
+    probs = batched(lambda x: module.predict_proba(x.contiguous()), windows, datamodule.options.batch_size)
+    move_ends = forecast_times(inputs.index, ends + datamodule.options.horizon, business_days)
+    return class_table({"window_end": inputs.index[ends], "move_end": move_ends}, probs, module.class_names)
+
+
 PREDICTORS: dict[str, Predictor] = {
     "ett": forecaster(ett_features),
-    "stock": forecaster(stock_features),
+    "stock": forecaster(stock_features, business_days, stock_closes),
+    "stock-direction": classify_moves,
     "sms": classify_texts,
     "gestures": classify_windows,
     "moving-shapes": classify_clips,
@@ -218,10 +289,14 @@ def predict_main(args: argparse.Namespace) -> int:
                 f"it handles {', '.join(sorted(PREDICTORS))}"
             )
         datamodule = datamodule_for(config)
+        if args.future and not isinstance(datamodule, WindowedSeriesDataModule):
+            raise ConfigError(f"--future applies to runs on dated series (ett, stock, stock-direction); run "
+                              f"{run.run_id} trained on {name!r}: leave --future out")  # fmt: skip
         datamodule.load_state_dict(run.json(PREPROCESSING))
         module = load_module(run.download(CHECKPOINT), datamodule.task)
         with torch.inference_mode():
-            table = PREDICTORS[name](datamodule, module, args.input)
-    table.to_csv(args.output, index=False)
+            table = PREDICTORS[name](datamodule, module, args.input, **({"future_only": True} if args.future else {}))
+    # Six significant digits: float32 forecasts carry about seven, and 12.524999618530273 is noise past them.
+    table.to_csv(args.output, index=False, float_format="%.6g")
     print(f"wrote {len(table)} rows to {args.output} (run {args.run_id} on {name})")
     return 0

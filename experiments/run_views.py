@@ -25,7 +25,8 @@ from experiments.tracking import TOOL, Tag, default_tracking_uri, is_final_metri
 # Params worth a column in a listing, by their flat config key; the rest are one `stw show` away.
 KEY_PARAMS = {"data.lookback": "lookback", "data.horizon": "horizon", "optim.lr": "lr", "seed": "seed"}
 # Validation and test scores shown when any listed run has them (forecasting and classification runs differ).
-KEY_METRICS = ["val_loss", "val_mse", "val_f1", "test_mse", "test_mae", "test_acc", "test_f1", "skill_vs_naive"]
+KEY_METRICS = ["val_loss", "val_mse", "val_f1", "test_mse", "test_mae", "test_mase", "test_acc", "test_f1",
+               "skill_vs_best_naive", "test_hit_rate"]  # fmt: skip
 CURVES = ("train_loss", "val_loss")
 
 

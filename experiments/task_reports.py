@@ -11,36 +11,58 @@ import torch
 
 from datamodules import StwDataModule
 from experiments import plots
+from lightning_modules.backtest import STRATEGY_LABELS
+from lightning_modules.baselines import NAIVE_FORECASTS
+from lightning_modules.forecast_training import MODEL
 
 
 def forecast_report(
     datamodule: StwDataModule, module: pl.LightningModule, folder: Path, title: str, n_windows: int = 3
 ) -> list[Path]:
-    """The first target channel of a few evenly spaced test windows, in original units."""
+    """The main target of a few evenly spaced test windows in original units, beside the naive forecasts."""
     dataset = datamodule.test_dataloader().dataset
     index = np.linspace(0, len(dataset) - 1, n_windows).astype(int).tolist()
     x, y = dataset[index]
     module.eval()
     with torch.no_grad():
         forecast = module(x)
+        naive = {NAIVE_FORECASTS[name].label: baseline(x) for name, baseline in module.baselines.items()}
     spec, times = datamodule.spec, datamodule.split_timestamps("test")
-    lookback, horizon = spec.lookback, spec.horizon
+    lookback, horizon, k = spec.lookback, spec.horizon, spec.main_index
+
+    def original(values: torch.Tensor) -> np.ndarray:
+        return datamodule.inverse_transform_targets(values)[..., k].numpy()
+
     if spec.target_index is not None:
-        context = datamodule.inverse_transform_targets(x[:, :, spec.target_index])[..., 0].numpy()
+        context = original(x[:, :, spec.target_index])
     else:
         context = np.full((len(index), lookback), np.nan)
-    return [
-        plots.forecast_vs_actual(
-            context,
-            datamodule.inverse_transform_targets(y)[..., 0].numpy(),
-            datamodule.inverse_transform_targets(forecast)[..., 0].numpy(),
-            [times[i : i + lookback] for i in index],
-            [times[i + lookback : i + lookback + horizon] for i in index],
-            spec.target_names[0],
-            folder / "forecast.png",
-            title,
-        )
-    ]
+    figure = plots.forecast_figure(
+        context,
+        original(y),
+        original(forecast),
+        [times[i : i + lookback] for i in index],
+        [times[i + lookback : i + lookback + horizon] for i in index],
+        spec.target_names[k],
+        datamodule.target_units,
+        title,
+        baselines={label: original(values) for label, values in naive.items()},
+    )
+    return [plots.save(figure, folder / "forecast.png")]
+
+
+def forecast_test_report(datamodule: StwDataModule, module: pl.LightningModule, folder: Path, title: str) -> list[Path]:
+    """MSE by step ahead for the model and each naive forecast; for return targets the backtest's equity curves."""
+    labels = {MODEL: "model"} | {name: NAIVE_FORECASTS[name].label for name in module.baselines}
+    errors = {labels[name]: values for name, values in module.errors_by_step.items()}
+    paths = [plots.error_by_step(errors, "model", folder / "horizon_error.png", f"{title}: error by step ahead")]
+    if module.backtests:
+        curves = {STRATEGY_LABELS[name]: run.equity for name, run in module.backtests.items()}
+        first = datamodule.spec.lookback  # window i's one-step forecast is for row i + lookback of the test series
+        days = datamodule.split_timestamps("test")[first : first + len(next(iter(curves.values())))]
+        backtest_title = f"{title}: one-step forecasts traded after {module.task.cost_bps:g} bps a trade"
+        paths.append(plots.equity_curves(days, curves, folder / "equity.png", backtest_title))
+    return paths
 
 
 def confusion_counts(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -82,6 +104,6 @@ class TaskReport:
 
 
 TASK_REPORTS: dict[str, TaskReport] = {
-    "forecast": TaskReport(from_model=forecast_report),
+    "forecast": TaskReport(from_model=forecast_report, from_test=forecast_test_report),
     "classify": TaskReport(from_test=classification_report),
 }

@@ -98,6 +98,8 @@ def test_modes_choose_input_and_target_channels(mode, n_inputs, target_names, ta
     spec = set_up(mode=mode, lookback=24, horizon=24).spec
     assert spec.n_inputs == n_inputs and spec.target_names == target_names
     assert spec.target_index == target_index and spec.n_targets == len(target_names)
+    # OT is what ETT forecasts are read by; loads and temperatures are levels, some of them negative (no sMAPE).
+    assert (spec.main_target, spec.target_kind, spec.positive_targets) == ("OT", "level", False)
 
 
 def test_targets_of_a_target_channel_equal_that_input_channel() -> None:

@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -25,27 +26,37 @@ TINY = [
 ]
 ETT = ["--data", "ett", "data.lookback=48", "data.horizon=24", "--model", "lstm", "model.hidden_size=8", *TINY]
 STOCK = ["--data", "stock", "data.lookback=20", "data.horizon=5", "--model", "linear", *TINY]
+DIRECTION = ["--data", "stock-direction", "data.lookback=20", "data.dead_zone=0.001", "--model", "gru",
+             "model.hidden_size=8", *TINY]  # fmt: skip
 SMS = ["--data", "sms", "data.max_len=32", "task.embed_dim=16", "--model", "gru", "model.hidden_size=16", *TINY]
 
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory, shared_data) -> SimpleNamespace:
-    """One store with a tiny ETT run, a tiny stock run and a tiny SMS run."""
+    """One store with a tiny ETT run, a tiny stock run, a tiny stock-direction run and a tiny SMS run."""
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlruns') / 'mlflow.db'}"
     ids = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STW_DATA_DIR", str(shared_data))
-        for name, words in (("ett", ETT), ("stock", STOCK), ("sms", SMS)):
+        for name, words in (("ett", ETT), ("stock", STOCK), ("stock-direction", DIRECTION), ("sms", SMS)):
             assert main(["train", *words, "--tracking-uri", uri]) == 0
             client = MlflowClient(uri)
-            ids[name] = client.search_runs([client.get_experiment_by_name(name).experiment_id])[0].info.run_id
+            [run] = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+            ids[name.replace("-", "_")] = run.info.run_id
     return SimpleNamespace(uri=uri, **ids)
 
 
-def _predict(logged, run_id: str, inputs: list[Path], output: Path) -> int:
+def _predict(logged, run_id: str, inputs: list[Path], output: Path, *options: str) -> int:
     return main(
-        ["predict", run_id, "--input", *map(str, inputs), "--output", str(output), "--tracking-uri", logged.uri]
-    )
+        ["predict", run_id, "--input", *map(str, inputs), "--output", str(output), "--tracking-uri", logged.uri,
+         *options]
+    )  # fmt: skip
+
+
+def significant_digits(field: str) -> int:
+    """Digits of a number as written, leading zeros and the exponent aside (0.00123 -> 3, 12.5 -> 3)."""
+    mantissa = field.lower().split("e")[0].lstrip("-").replace(".", "").lstrip("0")
+    return len(mantissa)
 
 
 def test_forecasts_of_held_back_rows_are_the_models_own_test_forecasts(load_logged, logged, shared_data, tmp_path):
@@ -63,38 +74,116 @@ def test_forecasts_of_held_back_rows_are_the_models_own_test_forecasts(load_logg
     n_test = len(test.dataset)
     assert len(table) == (TEST_END - VAL_END + 1) * horizon  # every window of the file, the last ones running past it
     forecasts = torch.tensor(table[[f"{c}_forecast" for c in channels]].to_numpy(), dtype=torch.float32)
-    assert torch.equal(forecasts[: n_test * horizon].view(n_test, horizon, 7), expected)
+    # Written with 6 significant digits: the model's own numbers to 5e-6 of their size.
+    torch.testing.assert_close(forecasts[: n_test * horizon].view(n_test, horizon, 7), expected, rtol=5e-6, atol=1e-5)
 
     # The run's logged test_mse is the scaled MSE over its first 4 test batches; the CSV gives it back.
     scaler, scored = datamodule.target_scaler, 4 * datamodule.options.batch_size * horizon
     scaled = lambda columns: (table[columns].to_numpy()[:scored] - scaler.mean) / scaler.std  # noqa: E731
     mse = ((scaled([f"{c}_forecast" for c in channels]) - scaled([f"{c}_actual" for c in channels])) ** 2).mean()
-    assert mse == pytest.approx(logged_metrics["test_mse"], rel=1e-5)
+    assert mse == pytest.approx(logged_metrics["test_mse"], rel=1e-4)
 
     times = pd.to_datetime([line.split(",")[0] for line in lines[1 + VAL_END - lookback : 1 + TEST_END]])
     first, last = table.iloc[0], table.iloc[-1]
     assert first.window_end == times[lookback - 1] and first.step == 1 and first.timestamp == times[lookback]
-    assert first.OT_actual == float(lines[1 + VAL_END].split(",")[-1])
+    assert first.OT_actual == pytest.approx(
+        float(lines[1 + VAL_END].split(",")[-1]), rel=1e-6
+    )  # 9.21500015258789 -> 9.215
     assert last.window_end == times[-1] and last.step == horizon and pd.isna(last.OT_actual)
     assert last.timestamp == times[-1] + pd.Timedelta(hours=horizon)  # hourly spacing continued past the file
 
 
-def test_stock_forecasts_name_trading_days_inside_the_file_and_leave_later_ones_blank(logged, shared_data, tmp_path):
+def recent_spy(shared_data: Path, folder: Path, days: int = 40) -> Path:
+    """The last `days` trading days of SPY (up to Friday 2017-11-10) as a user's own SPY.us.txt."""
     lines = (shared_data / "stock" / "spy.us.txt").read_text().splitlines(keepends=True)
-    recent = tmp_path / "SPY.us.txt"
-    recent.write_text("".join([lines[0], *lines[-40:]]))
+    recent = folder / "SPY.us.txt"
+    recent.write_text("".join([lines[0], *lines[-days:]]))
+    return recent
+
+
+STOCK_COLUMNS = [
+    "spy_close_log_return_forecast",
+    "spy_close_log_return_actual",
+    "spy_close_price_forecast",
+    "spy_close_price_actual",
+]
+NEXT_WEEK = pd.to_datetime(["2017-11-13", "2017-11-14", "2017-11-15", "2017-11-16", "2017-11-17"])
+
+
+def test_stock_forecasts_are_log_returns_and_prices_on_trading_days(logged, shared_data, tmp_path):
+    recent = recent_spy(shared_data, tmp_path)
     assert _predict(logged, logged.stock, [recent], tmp_path / "spy.csv") == 0
     table = pd.read_csv(tmp_path / "spy.csv", parse_dates=["window_end", "timestamp"])
     returns = 40 - 1  # the first day only starts the returns
-    assert len(table) == (returns - 20 + 1) * 5 and list(table.columns[3:]) == [
-        "spy_close_forecast",
-        "spy_close_actual",
-    ]
-    past_end = table.timestamp.isna()  # trading days skip weekends and holidays: no date is made up
-    assert past_end.equals(table.spy_close_actual.isna()) and past_end.sum() == 1 + 2 + 3 + 4 + 5
+    assert len(table) == (returns - 20 + 1) * 5 and list(table.columns[3:]) == STOCK_COLUMNS
+    past_end = table.spy_close_log_return_actual.isna()
+    assert past_end.sum() == 1 + 2 + 3 + 4 + 5 and past_end.equals(table.spy_close_price_actual.isna())
+    # Inside the file a forecast is dated by the file's own rows; past its end by the business days after it.
+    assert table.timestamp.notna().all() and (table.timestamp.dt.dayofweek < 5).all()
+    assert list(table.timestamp[table.window_end == table.window_end.max()]) == list(NEXT_WEEK)
+    closes = pd.read_csv(recent, parse_dates=["Date"], index_col="Date")["Close"]
+    inside = table[~past_end]
+    np.testing.assert_allclose(inside.spy_close_price_actual, closes.loc[inside.timestamp], rtol=1e-6)
+    np.testing.assert_allclose(
+        inside.spy_close_log_return_actual,
+        np.log(closes.loc[inside.timestamp].to_numpy() / closes.shift(1).loc[inside.timestamp].to_numpy()),
+        rtol=1e-5,
+    )
     other = tmp_path / "aapl.us.txt"
     other.write_text(recent.read_text())
     assert _predict(logged, logged.stock, [other], tmp_path / "x.csv") == 2
+
+
+def test_future_gives_only_the_forecast_after_the_last_row_with_prices_compounded_from_the_last_close(
+    logged, shared_data, tmp_path
+):
+    recent = recent_spy(shared_data, tmp_path)
+    assert _predict(logged, logged.stock, [recent], tmp_path / "next.csv", "--future") == 0
+    table = pd.read_csv(tmp_path / "next.csv", parse_dates=["window_end", "timestamp"])
+    assert list(table.step) == [1, 2, 3, 4, 5] and (table.window_end == pd.Timestamp("2017-11-10")).all()
+    assert list(table.timestamp) == list(NEXT_WEEK)  # Friday's forecast runs Monday to Friday
+    assert table[["spy_close_log_return_actual", "spy_close_price_actual"]].isna().all().all()
+    last_close = pd.read_csv(recent)["Close"].iloc[-1]
+    compounded = last_close * np.exp(np.cumsum(table.spy_close_log_return_forecast))
+    np.testing.assert_allclose(table.spy_close_price_forecast, compounded, rtol=1e-5)
+    assert _predict(logged, logged.stock, [recent], tmp_path / "all.csv") == 0
+    every_window = pd.read_csv(tmp_path / "all.csv", parse_dates=["window_end", "timestamp"])
+    pd.testing.assert_frame_equal(every_window.tail(5).reset_index(drop=True), table)  # the same last window
+    # No float32 noise: every number carries at most 6 significant digits.
+    fields = [f for line in (tmp_path / "all.csv").read_text().splitlines()[1:] for f in line.split(",")[3:] if f]
+    assert max(significant_digits(field) for field in fields) <= 6
+
+
+def test_last_is_the_same_option_and_ett_runs_past_the_file_in_its_hourly_steps(logged, shared_data, tmp_path):
+    lines = (shared_data / "ett" / "ETTh1.csv").read_text().splitlines(keepends=True)
+    recent = tmp_path / "recent.csv"
+    recent.write_text("".join([lines[0], *lines[1:200]]))
+    assert _predict(logged, logged.ett, [recent], tmp_path / "next.csv", "--last") == 0
+    table = pd.read_csv(tmp_path / "next.csv", parse_dates=["window_end", "timestamp"])
+    last = pd.Timestamp(lines[199].split(",")[0])
+    assert len(table) == 24 and (table.window_end == last).all()
+    assert list(table.timestamp) == [last + pd.Timedelta(hours=h) for h in range(1, 25)]
+
+
+def test_the_direction_of_the_next_move_is_dated_by_the_trading_day_it_ends_on(logged, shared_data, tmp_path):
+    recent = recent_spy(shared_data, tmp_path)
+    assert _predict(logged, logged.stock_direction, [recent], tmp_path / "all.csv") == 0
+    table = pd.read_csv(tmp_path / "all.csv", parse_dates=["window_end", "move_end"])
+    assert list(table.columns) == ["window_end", "move_end", "label", "prob_down", "prob_up"] and len(table) == 20
+    assert set(table.label) <= {"down", "up"}
+    np.testing.assert_allclose(table.prob_down + table.prob_up, 1, atol=2e-6)
+    assert (table.move_end.iloc[:-1].to_numpy() == table.window_end.iloc[1:].to_numpy()).all()  # one day ahead
+    assert _predict(logged, logged.stock_direction, [recent], tmp_path / "next.csv", "--future") == 0
+    future = pd.read_csv(tmp_path / "next.csv", parse_dates=["window_end", "move_end"])
+    assert len(future) == 1 and future.move_end[0] == pd.Timestamp("2017-11-13")  # Friday -> Monday
+    pd.testing.assert_frame_equal(future, table.tail(1).reset_index(drop=True))
+
+
+def test_future_on_a_run_that_is_not_a_dated_series_is_refused(logged, tmp_path, capsys):
+    messages = tmp_path / "messages.txt"
+    messages.write_text("free entry now\n")
+    assert _predict(logged, logged.sms, [messages], tmp_path / "out.csv", "--future") == 2
+    assert "--future applies to runs on dated series" in capsys.readouterr().err
 
 
 def test_class_probabilities_per_line_are_the_models_own(load_logged, logged, tmp_path):

@@ -85,7 +85,7 @@ def test_a_cpu_run_reproduces_bit_for_bit_in_the_same_experiment(store, capsys):
     assert copy.info.experiment_id == client.get_run(original).info.experiment_id
     assert copy.info.status == "FINISHED"
     assert _final(client, copy.info.run_id) == _final(client, original)  # exact, not approximate
-    assert {"test_mse", "test_mae", "baseline_last_mse", "skill_vs_naive"} <= _final(client, original).keys()
+    assert {"test_mse", "test_mae", "baseline_last_mse", "skill_vs_best_naive"} <= _final(client, original).keys()
     out = capsys.readouterr().out
     assert "metric" in out and "original" in out and "reproduced" in out and "difference" in out
     assert f"reproduces run {original}" in out and "reproduced: all 9 final metrics within 0" in out

@@ -87,9 +87,9 @@ def test_close_steps_see_the_status_the_run_closes_with(tracking_uri):
 
 
 def test_final_metrics_are_the_test_baseline_and_skill_scores_only():
-    metrics = {"test_mse": 1.0, "baseline_last_mse": 2.0, "skill_vs_naive": 0.5, "val_mse": 3.0, "train_loss": 4.0,
+    metrics = {"test_mse": 1.0, "baseline_last_mse": 2.0, "skill_vs_best_naive": 0.5, "val_mse": 3.0, "train_loss": 4.0,
                "fit_seconds": 9.0}  # fmt: skip
-    assert final_metrics(metrics) == {"test_mse": 1.0, "baseline_last_mse": 2.0, "skill_vs_naive": 0.5}
+    assert final_metrics(metrics) == {"test_mse": 1.0, "baseline_last_mse": 2.0, "skill_vs_best_naive": 0.5}
     assert not is_final_metric("val_mse")
 
 

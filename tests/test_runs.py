@@ -106,7 +106,7 @@ def test_runs_lists_an_experiment_best_first_as_a_table(logged, capsys):
         "val_loss",
         "test_mse",
         "test_mae",
-        "skill_vs_naive",
+        "skill_vs_best_naive",
         "status",
         "duration_s",
     ):
@@ -155,10 +155,19 @@ def test_top_and_metric_pick_the_best_runs_in_the_metrics_direction(logged, caps
     assert best["run_id"] == min(scored, key=lambda r: r.data.metrics["test_mae"]).info.run_id
     [best] = json.loads(
         _stw(
-            capsys, "runs", "--top", "1", "--metric", "skill_vs_naive", "--format", "json", "--tracking-uri", logged.uri
+            capsys,
+            "runs",
+            "--top",
+            "1",
+            "--metric",
+            "skill_vs_best_naive",
+            "--format",
+            "json",
+            "--tracking-uri",
+            logged.uri,
         )
     )
-    assert best["run_id"] == max(scored, key=lambda r: r.data.metrics["skill_vs_naive"]).info.run_id
+    assert best["run_id"] == max(scored, key=lambda r: r.data.metrics["skill_vs_best_naive"]).info.run_id
 
 
 def test_runs_of_an_unknown_dataset_is_a_clear_error(logged, capsys):

@@ -78,6 +78,18 @@ def test_scaler_holds_the_train_rows_statistics(spy) -> None:
     assert not np.allclose(spy.input_scaler.std, inputs.to_numpy().std(axis=0), rtol=1e-3)
 
 
+def test_the_spec_says_returns_and_carries_the_train_rows_target_scaler_and_naive_error(spy) -> None:
+    _, targets = features_from_frames({"spy": read_frame(spy.data_files()[0])}, spy.options)
+    train = targets.loc[spy.split_timestamps("train"), "spy_close"].to_numpy()
+    spec = spy.spec
+    assert (spec.target_kind, spec.main_target, spec.positive_targets) == ("return", "spy_close", False)
+    assert spec.target_mean == pytest.approx([train.mean()]) and spec.target_std == pytest.approx([train.std()])
+    # MASE's scale: the in-sample seasonal-naive MAE (a week of 5 trading days) over the train rows alone.
+    assert spec.naive_mae == pytest.approx([np.abs(train[5:] - train[:-5]).mean()], rel=1e-12)
+    whole = targets["spy_close"].to_numpy()
+    assert spec.naive_mae[0] != pytest.approx(np.abs(whole[5:] - whole[:-5]).mean(), rel=1e-3)
+
+
 def test_two_tickers_are_aligned_on_their_common_dates(shared_data: Path) -> None:
     module = set_up(tickers=["spy", "AAPL"], target="aapl", lookback=20, horizon=3)
     common = raw(shared_data, "spy").index.intersection(raw(shared_data, "aapl").index)

@@ -11,6 +11,7 @@ from datamodules.errors import DataError
 from experiments.cli import main
 from experiments.config import parse_run_args
 from experiments.train import run_training
+from lightning_modules.baselines import NAIVE_FORECASTS
 
 # A slice of real data and two short epochs keep this fast; the protocol itself is tested in test_ett_data.
 SMALL = [
@@ -49,7 +50,12 @@ def test_stw_train_leaves_a_complete_mlflow_run(tracking_uri, capsys):
         "baseline_last_mse",
         "baseline_seasonal_mse",
         "baseline_mean_mse",
-        "skill_vs_naive",
+        "baseline_drift_mse",
+        "skill_vs_last",
+        "skill_vs_best_naive",
+        "test_mse_original",
+        "test_mae_original",
+        "test_mase",
         "train_loss",
         "val_loss",
         "val_mse",
@@ -57,7 +63,13 @@ def test_stw_train_leaves_a_complete_mlflow_run(tracking_uri, capsys):
     ):
         assert name in metrics, name
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2  # one point per epoch
-    assert metrics["skill_vs_naive"] == pytest.approx(1 - metrics["test_mse"] / metrics["baseline_last_mse"])
+    naive = {name: metrics[f"baseline_{name}_mse"] for name in ("last", "seasonal", "mean", "drift")}
+    best = min(naive, key=naive.get)
+    assert metrics["skill_vs_best_naive"] == pytest.approx(1 - metrics["test_mse"] / naive[best])
+    assert tags["stw.best_naive"] == best and "test_smape" not in metrics  # ETT values go below 0
+    by_step = client.get_metric_history(run.info.run_id, "test_mse_by_step")
+    assert sorted(point.step for point in by_step) == list(range(1, 25))
+    assert sum(point.value for point in by_step) / 24 == pytest.approx(metrics["test_mse"], rel=1e-5)
     for tag in (
         "stw.git_commit",
         "stw.git_dirty",
@@ -76,6 +88,7 @@ def test_stw_train_leaves_a_complete_mlflow_run(tracking_uri, capsys):
         "requirements.txt",
         "learning_curves.png",
         "forecast.png",
+        "horizon_error.png",
         "checkpoints",
     } <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == ["checkpoints/best.ckpt"]
@@ -83,7 +96,27 @@ def test_stw_train_leaves_a_complete_mlflow_run(tracking_uri, capsys):
     assert config["model"]["hidden_size"] == 8 and config["data"]["horizon"] == 24
     fingerprint = json.load(open(client.download_artifacts(run.info.run_id, "fingerprint.json")))
     assert fingerprint["digest"] == tags["stw.data_fingerprint"]
-    assert "run " + run.info.run_id in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "run " + run.info.run_id in out
+    assert f"the {NAIVE_FORECASTS[best].label} forecast (MSE {metrics['test_mse']:.4f} vs {naive[best]:.4f}" in out
+
+
+def test_a_stock_run_is_judged_against_zero_always_up_and_buy_and_hold(tracking_uri, capsys):
+    words = ["--data", "stock", "data.lookback=20", "data.horizon=3", "--model", "linear", "task.cost_bps=10",
+             *SMALL[4:], "--tracking-uri", tracking_uri, "--quiet"]  # fmt: skip
+    assert main(["train", *words]) == 0
+    client = MlflowClient(tracking_uri)
+    run = client.search_runs([client.get_experiment_by_name("stock").experiment_id])[0]
+    metrics = run.data.metrics
+    assert {"baseline_zero_mse", "skill_vs_zero", "test_hit_rate", "baseline_always_up_hit_rate", "test_ic",
+            "test_rank_ic", "test_backtest_long_flat_sharpe", "test_backtest_long_short_max_drawdown",
+            "baseline_buy_hold_total_return"} <= metrics.keys()  # fmt: skip
+    assert "baseline_drift_mse" not in metrics and "test_smape" not in metrics
+    assert {"equity.png", "horizon_error.png", "forecast.png"} <= {
+        a.path for a in client.list_artifacts(run.info.run_id)
+    }
+    out = capsys.readouterr().out
+    assert "zero-return" in out and "always up (hit rate" in out and "buy and hold (Sharpe" in out
 
 
 def test_same_config_twice_gives_identical_test_metrics(tracking_uri):

@@ -12,6 +12,8 @@ from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from experiments.verdicts import beats_best_naive, verdict_lines
+
 PLOTS = {
     "optimization_history": (
         optuna.visualization.plot_optimization_history,
@@ -50,7 +52,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
                 "family": trial.params.get("family"),
                 "value": trial.value,
                 "test_mse": trial.user_attrs.get("test_mse"),
-                "skill_vs_naive": trial.user_attrs.get("skill_vs_naive"),
+                "skill_vs_best_naive": trial.user_attrs.get("skill_vs_best_naive"),
                 "seconds": duration,
                 "run_id": trial.user_attrs.get("mlflow_run_id"),
                 "error": trial.user_attrs.get("error"),
@@ -108,7 +110,8 @@ def report_sweep(client: MlflowClient, plan: Any, study: optuna.Study) -> None:
 
 
 def summary_text(study: optuna.Study, plan: Any, ui_command: str) -> str:
-    """The closing terminal summary: every trial, then the best one against the naive baseline."""
+    """The closing terminal summary: every trial, then the chosen one (best by the validation metric) against every
+    floor it was scored against on test, in words, and how many trials beat their best naive forecast at all."""
     table = trials_table(study)
     lines = [
         f"study {plan.study}: {len(table)} trials "
@@ -125,13 +128,10 @@ def summary_text(study: optuna.Study, plan: Any, ui_command: str) -> str:
         attrs = best.user_attrs
         lines.append(f"\nbest trial #{best.number} ({best.params.get('family')}): {plan.metric} = {best.value:.4f}")
         lines.append(f"  MLflow run: {attrs.get('mlflow_run_id')}")
-        if "test_mse" in attrs and "baseline_last_mse" in attrs:
-            lines.append(
-                f"  test_mse {attrs['test_mse']:.4f} vs naive (repeat last) {attrs['baseline_last_mse']:.4f}: "
-                f"skill {attrs.get('skill_vs_naive', float('nan')):+.3f}"
-            )
-        for key in ("test_acc", "baseline_majority_acc"):
-            if key in attrs:
-                lines.append(f"  {key} {attrs[key]:.4f}")
+        lines += [f"  on test it is {line}" for line in verdict_lines(attrs)]
+        beats = [beats_best_naive(trial.user_attrs) for trial in completed]
+        if any(b is not None for b in beats):
+            lines.append(f"  completed trials whose test MSE beats their best naive forecast: {sum(map(bool, beats))} "
+                         f"of {len(completed)}")  # fmt: skip
     lines.append(f"\nopen the MLflow UI: {ui_command}")
     return "\n".join(lines)
