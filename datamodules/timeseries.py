@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from datamodules.base import DataOptions, StwDataModule
-from datamodules.download import Source, ensure_file
+from datamodules.download import Source, check_published, ensure_file
 from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
 from datamodules.headers import first_line, header_names, shown
@@ -34,11 +34,15 @@ class WindowOptions(DataOptions):
         horizon: target steps per window (H), the steps right after the input steps.
         seed: no effect on a dated series: its splits are by date and nothing is drawn (the run's --seed
             orders the training batches).
+        allow_modified: read a registered data file (one with a published source, e.g. ETTh1.csv) even when
+            its sha256 is not the published one; off, such a file is refused whenever it is read. When on, it is
+            part of the run's fingerprint.
     """
 
     lookback: int = 96
     horizon: int = 96
     seed: int = 0
+    allow_modified: bool = False
 
     def __post_init__(self) -> None:
         if self.lookback < 1 or self.horizon < 1:
@@ -200,12 +204,14 @@ class WindowedSeriesDataModule(StwDataModule):
     def prepare_data(self) -> None:
         if self.options.download:
             for path, source in self.sources().items():
-                ensure_file(source.url, path, source.sha256)
+                ensure_file(source.url, path, source.sha256, self.options.allow_modified)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return  # Lightning calls setup once per stage; the tensors are the same for every stage
         self._require_files()
+        for path, source in self.sources().items():  # whether or not prepare_data ran: download=false checks too
+            check_published(path, source, self.options.allow_modified)
         inputs, targets = self.load_features()
         ranges = self.split_rows(len(inputs))
         self._check_lengths(ranges)
@@ -266,6 +272,13 @@ class WindowedSeriesDataModule(StwDataModule):
     def split_timestamps(self, split: str) -> pd.DatetimeIndex:
         """Timestamp of every row of a split's series: target step h of window i is at index i + lookback + h."""
         return self._timestamps[split]
+
+    def shaping_options(self) -> dict[str, Any]:
+        options = super().shaping_options()
+        # Recorded only when on: runs on the published files keep the fingerprints they had before the option existed.
+        if not options["allow_modified"]:
+            del options["allow_modified"]
+        return options
 
     def fingerprint(self) -> dict[str, Any]:
         return fingerprint(self.data_files(), self.shaping_options())
