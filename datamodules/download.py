@@ -5,6 +5,7 @@ hash matched, so an interrupted or corrupted transfer never leaves a file that l
 """
 
 import hashlib
+import logging
 import os
 import tempfile
 import urllib.error
@@ -15,7 +16,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from datamodules.errors import DataError
-from datamodules.fingerprint import sha256_file
+from datamodules.fingerprint import cached_sha256
+from datamodules.paths import is_writable
+
+log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 16
 
@@ -31,8 +35,13 @@ class Source:
 def download_file(url: str, dest: Path, sha256: str, timeout: float = 60.0) -> Path:
     """Fetch `url` to `dest` through a temporary file; DataError if the bytes do not hash to `sha256`."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    if not is_writable(dest.parent):
+        raise unwritable(dest, url, "its mode bits say so")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    except OSError as error:  # a read-only file system, or no permission
+        raise unwritable(dest, url, error.strerror) from None
     try:
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             size = int(response.headers.get("Content-Length") or 0) or None
@@ -60,15 +69,36 @@ def download_file(url: str, dest: Path, sha256: str, timeout: float = 60.0) -> P
     return dest
 
 
-def ensure_file(url: str, dest: Path, sha256: str) -> Path:
+def unwritable(dest: Path, url: str, why: str) -> DataError:
+    return DataError(
+        f"{dest} is missing and cannot be downloaded there: its folder {dest.parent} is read-only ({why}). Put "
+        f"the file there yourself (from {url}), or point $STW_DATA_DIR or data.root at a writable folder to "
+        "download it into"
+    )
+
+
+def ensure_file(url: str, dest: Path, sha256: str, allow_modified: bool = False) -> Path:
     """`dest` if it already holds the expected bytes, else download it; a file with other bytes is an error."""
     dest = Path(dest)
     if not dest.exists():
         return download_file(url, dest, sha256)
-    actual = sha256_file(dest)
-    if actual != sha256:
-        raise DataError(
-            f"{dest} exists but its sha256 is {actual}, expected {sha256}: the file is damaged or not the "
-            f"published one. Delete it so it is downloaded again from {url}, or re-download it from there yourself"
-        )
+    check_published(dest, Source(url, sha256), allow_modified)
     return dest
+
+
+def check_published(path: Path, source: Source, allow_modified: bool = False) -> None:
+    """Nothing if `path` holds the published bytes (its digest is cached by path, size and mtime); else a DataError
+    naming both digests and the fix, or, with `allow_modified`, a warning."""
+    actual = cached_sha256(path)
+    if actual == source.sha256:
+        return
+    if allow_modified:
+        log.warning(
+            "%s: sha256 %s is not the published %s; read anyway (data.allow_modified=true)", path, actual, source.sha256
+        )
+        return
+    raise DataError(
+        f"{path}: sha256 is {actual}, but the published file has {source.sha256}: this copy is damaged or was "
+        f"changed. Delete it so it is downloaded again from {source.url} (data.download=true), or restore it; to "
+        "read it as it is, pass data.allow_modified=true (the run's config and fingerprint record that)"
+    )

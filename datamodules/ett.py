@@ -60,7 +60,7 @@ class EttOptions(WindowOptions):
 
 def read_frame(path: Path) -> pd.DataFrame:
     """The 7 channels of an ETT CSV as float64, indexed by its validated `date` column."""
-    return dated_values(read_text_table(path), path, "date", CHANNELS)
+    return dated_values(read_text_table(path, ["date", *CHANNELS]), path, "date", CHANNELS)
 
 
 def features_from_frame(frame: pd.DataFrame, options: EttOptions) -> tuple[pd.DataFrame, pd.DataFrame]:

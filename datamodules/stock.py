@@ -16,7 +16,7 @@ import pandas as pd
 from datamodules import register_dataset
 from datamodules.download import Source
 from datamodules.errors import ConfigError, DataError
-from datamodules.paths import data_root
+from datamodules.paths import check_name, data_root
 from datamodules.timeseries import WindowedSeriesDataModule, WindowOptions, dated_values, file_line, read_text_table
 
 SOURCE_URL = (
@@ -52,6 +52,12 @@ SOURCES = {
 }
 
 PRICES = ["Open", "High", "Low", "Close"]
+# Every row's prices must lie in [PRICE_FLOOR, PRICE_CEILING] and its volume in [0, VOLUME_CEILING]. Log returns need
+# positive prices and log(volume + 1) a non-negative volume; past the bounds a number is a typo or a placeholder
+# (1e308 made the baselines' MSE 0 and skill -1e6), not a trade: the dearest share ever (Berkshire Hathaway A) is
+# below 1e6, split-adjusted early prices here stay above 0.005, and no market trades 1e12 shares of one stock a day.
+PRICE_FLOOR, PRICE_CEILING = 1e-6, 1e9
+VOLUME_CEILING = 1e12
 STOOQ_COLUMNS = [*PRICES, "Volume"]
 YAHOO_COLUMNS = [*PRICES, "Adj Close", "Volume"]
 
@@ -63,7 +69,8 @@ def ticker_name(path: str | Path) -> str:
 
 @dataclass
 class StockOptions(WindowOptions):
-    """Daily OHLCV of one or more tickers.
+    """Daily OHLCV of one or more tickers. Every row's prices must lie in [1e-6, 1e9] with Open and Close within
+    [Low, High], and its volume in [0, 1e12]; a row that breaks this is a DataError naming its line.
 
     Args:
         tickers: tickers read from <root>/stock/<ticker>.us.txt, aligned on the dates they all have.
@@ -89,6 +96,12 @@ class StockOptions(WindowOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for ticker in self.tickers:
+            check_name(
+                ticker,
+                "tickers",
+                "a ticker is read from <root>/stock/<ticker>.us.txt: give files elsewhere with data.paths",
+            )
         names = self.ticker_names()
         if not names or len(set(names)) < len(names):
             raise ConfigError(f"give one or more distinct tickers (from tickers or file names of paths), got {names}")
@@ -115,7 +128,7 @@ class StockOptions(WindowOptions):
 
 def read_frame(path: Path) -> pd.DataFrame:
     """One ticker's Open, High, Low, Close and Volume as float64, indexed by its validated Date column."""
-    table = read_text_table(path)
+    table = read_text_table(path, ["Date", *STOOQ_COLUMNS])  # both formats have these; Yahoo adds Adj Close
     yahoo = "Adj Close" in table.columns
     frame = dated_values(table, path, "Date", YAHOO_COLUMNS if yahoo else STOOQ_COLUMNS)
     check_prices_and_volumes(frame, path)
@@ -129,17 +142,47 @@ def read_frame(path: Path) -> pd.DataFrame:
     return frame
 
 
+def first_cell(mask: pd.DataFrame) -> tuple[int, str] | None:
+    """(row, column) of the first True cell in row order, or None."""
+    rows, columns = np.nonzero(mask.to_numpy())
+    return (int(rows[0]), mask.columns[columns[0]]) if rows.size else None
+
+
 def check_prices_and_volumes(frame: pd.DataFrame, path: Path) -> None:
-    # Log returns need positive prices, log(volume + 1) a non-negative volume.
-    prices = frame.drop(columns="Volume")
-    invalid = pd.concat([prices <= 0, frame[["Volume"]] < 0], axis=1)
-    rows, columns = np.nonzero(invalid.to_numpy())
-    if rows.size:
-        row, column = rows[0], invalid.columns[columns[0]]
-        raise DataError(
-            f"{path}: {column} is {frame[column].iloc[row]} at line {file_line(row)}; prices must be positive "
-            "and volumes non-negative: fix or remove that row"
-        )
+    """A DataError naming the first line whose prices or volume break a bound or whose Open, High, Low and Close
+    contradict each other."""
+    prices, volume, day = frame.drop(columns="Volume"), frame[["Volume"]], frame[["Open", "Close"]]
+    at = lambda column, row: f"{float(frame[column].iloc[row])} at line {file_line(row)}"  # noqa: E731
+    rules = [  # (the cells breaking a rule, what is wrong with one), in the order a row's problems are named
+        (
+            pd.concat(
+                [(prices < PRICE_FLOOR) | (prices > PRICE_CEILING), (volume < 0) | (volume > VOLUME_CEILING)], axis=1
+            ),
+            lambda column, row: (
+                f"{column} is {at(column, row)}; prices must be positive, from {PRICE_FLOOR:g} to "
+                f"{PRICE_CEILING:g}, and volumes non-negative, at most {VOLUME_CEILING:g} (past those a value is a typo "
+                "or a placeholder, not a trade)"
+            ),
+        ),
+        (
+            (frame["High"] < frame["Low"]).to_frame("High"),
+            lambda column, row: (
+                f"High {at('High', row)} is below Low {float(frame['Low'].iloc[row])}; a day's High "
+                "must be at least its Low (are the two columns swapped?)"
+            ),
+        ),
+        (
+            day.lt(frame["Low"], axis=0) | day.gt(frame["High"], axis=0),
+            lambda column, row: (
+                f"{column} {at(column, row)} lies outside that day's range, Low "
+                f"{float(frame['Low'].iloc[row])} to High {float(frame['High'].iloc[row])}"
+            ),
+        ),
+    ]
+    hits = [(hit, describe) for mask, describe in rules if (hit := first_cell(mask))]
+    if hits:
+        (row, column), describe = min(hits, key=lambda hit: hit[0][0])  # the earliest line; ties: the first rule
+        raise DataError(f"{path}: {describe(column, row)}: fix or remove that row")
 
 
 def align_on_common_dates(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

@@ -27,6 +27,7 @@ from datamodules import register_dataset
 from datamodules.base import DataOptions, StwDataModule
 from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
+from datamodules.headers import header_names
 from datamodules.paths import data_root
 from datamodules.specs import ClassifySpec
 from datamodules.text_vocab import PAD_ID, SPECIAL_TOKENS, TextTokenizer, fit_tokenizer, normalised
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 QUOTING = {"none": csv.QUOTE_NONE, "minimal": csv.QUOTE_MINIMAL}
 SPLITS = ("train", "val", "test")
 BUCKET_POOL = 50  # batches per pool sorted by length: enough to group lengths, few enough to stay shuffled
+# The separators a wrong data.sep usually should have been, and how to set each on the command line.
+SEPARATORS = {",": "data.sep=','", ";": "data.sep=';'", "|": "data.sep='|'", "\t": "data.sep to a tab ($'\\t' in bash)"}
+# Labels that mark a missing cell (pandas reads them as NaN), never a class.
+MISSING_MARKERS = frozenset({"nan", "-nan", "na", "n/a", "#n/a", "#na", "<na>", "null"})
 
 
 @dataclass
@@ -94,11 +99,64 @@ class TextOptions(DataOptions):
             )
         if self.vocab_size <= len(SPECIAL_TOKENS) or self.max_len < 1 or self.min_freq < 1:
             raise ConfigError(f"need vocab_size > {len(SPECIAL_TOKENS)}, max_len >= 1 and min_freq >= 1")
+        if len(self.sep) != 1:
+            raise ConfigError(f"data option sep={self.sep!r} must be one character, e.g. ',' or a tab")
+        if len(set(self.column_names)) < len(self.column_names):
+            raise ConfigError(
+                f"data option column_names={list(self.column_names)} names a column twice; name each once"
+            )
 
 
 def file_line(row: int, options: TextOptions) -> int:
     """The line of the file holding table row `row` (0-based; blank lines are rows too)."""
     return row + (2 if options.header else 1)
+
+
+def line_list(rows: np.ndarray, options: TextOptions) -> str:
+    """The file lines of table rows `rows`, the first ten of them."""
+    return ", ".join(str(file_line(i, options)) for i in rows[:10]) + (" ..." if len(rows) > 10 else "")
+
+
+def separator_hint(text: str, sep: str, columns: int, fitting_only: bool = False) -> str:
+    """How to set data.sep when `text` (a line, or the column names found) seems separated by another character:
+    the one that would cut it into `columns` fields, else (unless `fitting_only`) the most frequent one."""
+    counts = {other: text.count(other) for other in SEPARATORS if other != sep}
+    fitting = [other for other, count in counts.items() if count == columns - 1]
+    other = fitting[0] if fitting else None if fitting_only else max(counts, key=counts.get)
+    if other is None or not counts[other]:
+        return ""
+    return f"; it holds {counts[other]} {other!r}: if that separates the fields, set {SEPARATORS[other]}"
+
+
+def check_fields(content: str, path: Path, options: TextOptions) -> None:
+    """Every line has one field per column, checked before pandas reads the file: pandas silently drops the extra
+    fields of line 1, and its renaming of repeated header names is quadratic (a 1 MB header hangs it)."""
+    quoting = QUOTING[options.quoting]
+    if options.header:
+        fix = "check data.header (false when line 1 is a data row) and data.sep"
+        columns = header_names(content.partition("\n")[0].rstrip("\r"), path, fix, options.sep, quoting)
+    else:
+        columns = list(options.column_names)
+    lines = csv.reader(io.StringIO(content), delimiter=options.sep, quoting=quoting)
+    try:
+        for fields in lines:
+            if len(fields) == len(columns) or not "".join(fields).strip():  # blank lines: the empty-text check's
+                continue
+            line, fewer = options.sep.join(fields), len(fields) < len(columns)
+            fix = separator_hint(line, options.sep, len(columns), fitting_only=not fewer) or (
+                "; check data.sep and data.header"
+                if fewer
+                else "; a text holding the separator must be quoted (data.quoting=minimal) or use another data.sep"
+            )
+            raise DataError(
+                f"{path}: line {lines.line_num} has {len(fields)} {options.sep!r}-separated field(s) but the file "
+                f"has {len(columns)} columns ({', '.join(columns)}){fix}"
+            )
+    except csv.Error as err:
+        raise DataError(
+            f"{path}: cannot read line {lines.line_num} as a {options.sep!r}-separated table ({err}); check "
+            "data.sep, data.quoting and data.header"
+        ) from None
 
 
 def read_table(path: Path, options: TextOptions) -> pd.DataFrame:
@@ -118,6 +176,7 @@ def read_table(path: Path, options: TextOptions) -> pd.DataFrame:
             f"{path}: byte 0x{raw[err.start]:02x} at offset {err.start} (line {line}) is not UTF-8; "
             "re-save the file as UTF-8"
         ) from None
+    check_fields(content, path, options)
     try:
         return pd.read_csv(
             io.StringIO(content),
@@ -141,15 +200,32 @@ def check_columns(table: pd.DataFrame, path: Path, options: TextOptions) -> None
     needed = [options.text_column, options.label_column] + ([options.split_column] if options.split_column else [])
     missing = [column for column in needed if column not in table.columns]
     if missing:
+        found = list(map(str, table.columns))
         raise DataError(
-            f"{path}: no column {', '.join(map(repr, missing))}; found {list(map(str, table.columns))}. "
+            f"{path}: no column {', '.join(map(repr, missing))}; found {found}{separator_hint(' '.join(found), options.sep, len(needed))}. "
             "Set --data.text_column/--data.label_column, or --data.header/--data.column_names/--data.sep"
         )
     for column in needed:
         empty = np.flatnonzero(table[column].str.strip() == "")
         if len(empty):
-            lines = ", ".join(str(file_line(i, options)) for i in empty[:10]) + (" ..." if len(empty) > 10 else "")
-            raise DataError(f"{path}: column {column!r} is empty on {len(empty)} line(s): {lines}; fill or delete them")
+            raise DataError(
+                f"{path}: column {column!r} is empty on {len(empty)} line(s): {line_list(empty, options)}; fill or "
+                "delete them"
+            )
+    labels = table[options.label_column].str.strip()
+    unmarked = np.flatnonzero(labels.str.lower().isin(MISSING_MARKERS))
+    if len(unmarked):
+        raise DataError(
+            f"{path}: column {options.label_column!r} holds {labels.iloc[unmarked[0]]!r}, which marks a missing "
+            f"value, not a class, on {len(unmarked)} line(s): {line_list(unmarked, options)}; fill in the class or "
+            "delete those lines"
+        )
+    if options.sep != "\t" and len(tabbed := np.flatnonzero(labels.str.contains("\t"))):
+        row = tabbed[0]
+        raise DataError(
+            f"{path}: column {options.label_column!r} holds {labels.iloc[row]!r} at line {file_line(row, options)}: "
+            "a tab inside a class name means the file is tab-separated; set " + SEPARATORS["\t"]
+        )
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
@@ -172,8 +248,12 @@ def file_split(values: pd.Series, path: Path, column: str) -> np.ndarray:
     return values.to_numpy(dtype=object)
 
 
-def check_split_sizes(split: np.ndarray, labels: np.ndarray, path: Path, options: TextOptions) -> None:
-    """Every split needs rows, and training needs every class (else it cannot learn it and its weight is infinite)."""
+def check_split_sizes(
+    split: np.ndarray, labels: np.ndarray, lines: np.ndarray, path: Path, options: TextOptions
+) -> None:
+    """Every split needs rows, and every class a training row (else it cannot be learnt and its weight is infinite)
+    and, from the random split, a test row (else its scores are undefined); a class of one row fits no split file
+    either. `lines` are the rows' lines in the file."""
     how = (
         f"column {options.split_column!r}"
         if options.split_column
@@ -186,11 +266,21 @@ def check_split_sizes(split: np.ndarray, labels: np.ndarray, path: Path, options
                 f"{path}: the {name} split is empty: {len(labels)} unique rows {per_class} with {how}; "
                 "add rows or change the fractions"
             )
-    untrained = sorted(set(labels) - set(labels[split == "train"]))
-    if untrained:
-        raise DataError(
-            f"{path}: classes {untrained} have no training row ({per_class} with {how}); add rows of those classes"
-        )
+    for name, role in (("train", "training"), ("test", "test")):
+        absent = sorted(set(labels) - set(labels[split == name]))
+        if name == "test" and options.split_column:  # the file's own choice, unless no split could hold the class
+            absent = [label for label in absent if per_class[label] == 1]
+        if absent:
+            single = "".join(
+                f"class {label!r} has a single row (line {lines[labels == label][0]}), which cannot be in both the "
+                "training and the test split; "
+                for label in absent
+                if per_class[label] == 1
+            )
+            raise DataError(
+                f"{path}: classes {absent} have no {role} row ({per_class} with {how}); {single}add rows of those "
+                "classes, or delete their rows or merge them into other classes"
+            )
 
 
 @dataclass(frozen=True)
@@ -254,7 +344,7 @@ def read_labelled_rows(path: Path, options: TextOptions) -> LabelledRows:
         if options.split_column
         else stratified_split(labels, options.val_fraction, options.test_fraction, options.seed)
     )
-    check_split_sizes(split, labels, path, options)
+    check_split_sizes(split, labels, unique.index.to_numpy() + file_line(0, options), path, options)
     texts = unique[options.text_column].to_numpy(dtype=object)
     return LabelledRows(texts, labels, split, len(table) - len(unique), conflicting)
 

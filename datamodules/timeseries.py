@@ -6,6 +6,7 @@ fits the scaler on the train rows only, scales each split into one float32 tenso
 windows over it as zero-copy views.
 """
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from datamodules.base import DataOptions, StwDataModule
-from datamodules.download import Source, ensure_file
+from datamodules.download import Source, check_published, ensure_file
 from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
+from datamodules.headers import first_line, header_names, shown
 from datamodules.specs import ForecastSpec
 from datamodules.windows import WindowDataset
 
@@ -34,11 +36,15 @@ class WindowOptions(DataOptions):
         horizon: target steps per window (H), the steps right after the input steps.
         seed: no effect on a dated series: its splits are by date and nothing is drawn (the run's --seed
             orders the training batches).
+        allow_modified: read a registered data file (one with a published source, e.g. ETTh1.csv) even when
+            its sha256 is not the published one; off, such a file is refused whenever it is read. When on, it is
+            part of the run's fingerprint.
     """
 
     lookback: int = 96
     horizon: int = 96
     seed: int = 0
+    allow_modified: bool = False
 
     def __post_init__(self) -> None:
         if self.lookback < 1 or self.horizon < 1:
@@ -50,32 +56,46 @@ def file_line(row: int) -> int:
     return row + 2
 
 
-def read_text_table(path: Path) -> pd.DataFrame:
-    """Every cell of a CSV as text, so error messages can quote a bad cell exactly as written."""
+def read_text_table(path: Path, needed: Sequence[str]) -> pd.DataFrame:
+    """Every cell of a CSV as text, so error messages can quote a bad cell exactly as written. Its header is
+    checked first and must name the `needed` columns."""
+    names = header_names(first_line(path), path, "line 1 must be the header: the column names, separated by commas")
+    if missing := [column for column in needed if column not in names]:
+        raise DataError(f"{path}: missing columns {missing}; found {shown(names)}. The header must name {list(needed)}")
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise DataError(
             f"{path}: not a readable CSV ({error}); it must be comma-separated text with a header line"
-        ) from error
+        ) from None
     if table.empty:
         raise DataError(f"{path}: no data rows below the header; use a file with the series in it")
     return table
 
 
 def dated_values(table: pd.DataFrame, path: Path, date_column: str, value_columns: Sequence[str]) -> pd.DataFrame:
-    """`value_columns` of a text table as float64, indexed by its strictly increasing `date_column`."""
-    missing = [c for c in (date_column, *value_columns) if c not in table.columns]
-    if missing:
-        raise DataError(
-            f"{path}: missing columns {missing}; found {list(table.columns)}. "
-            f"The header must name {[date_column, *value_columns]}"
-        )
+    """`value_columns` of a table from `read_text_table` as float64, indexed by its strictly increasing `date_column`."""
     dates = parse_dates(table[date_column], path)
     return pd.DataFrame({c: finite_numbers(table[c], path) for c in value_columns}, index=dates)
 
 
+# A time of day followed by an ISO 8601 offset: Z, +01, +0100 or +01:00.
+TIME_ZONE_OFFSET = re.compile(r"\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)?\s*(Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
+HAS_TIME = re.compile(r"\d[T ]\d{2}")
+
+
 def parse_dates(texts: pd.Series, path: Path) -> pd.DatetimeIndex:
+    # Offsets are refused, not converted: read in UTC, a daily series east of Greenwich would move to the previous
+    # day, and a file whose offset changes with daylight saving would get its dates shifted by an hour in summer.
+    with_time = texts.str.contains(HAS_TIME)
+    offsets = texts.where(with_time, "").str.strip().str.extract(TIME_ZONE_OFFSET, expand=False)
+    if (zoned := np.flatnonzero(offsets.notna())).size:
+        row = zoned[0]
+        raise DataError(
+            f"{path}: the date {texts.iloc[row]!r} in column {texts.name!r} at line {file_line(row)} has a time-zone "
+            f"offset, {offsets.iloc[row]} ({zoned.size} of the {len(texts)} dates have one); write every date as local "
+            "time without an offset (e.g. 2016-07-01 00:00:00), converted to one time zone first if they differ"
+        )
     dates = pd.to_datetime(texts, format="ISO8601", errors="coerce")
     if (unparsable := np.flatnonzero(dates.isna())).size:
         row = unparsable[0]
@@ -202,15 +222,18 @@ class WindowedSeriesDataModule(StwDataModule):
     def prepare_data(self) -> None:
         if self.options.download:
             for path, source in self.sources().items():
-                ensure_file(source.url, path, source.sha256)
+                ensure_file(source.url, path, source.sha256, self.options.allow_modified)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return  # Lightning calls setup once per stage; the tensors are the same for every stage
         self._require_files()
+        for path, source in self.sources().items():  # whether or not prepare_data ran: download=false checks too
+            check_published(path, source, self.options.allow_modified)
         inputs, targets = self.load_features()
         ranges = self.split_rows(len(inputs))
         self._check_lengths(ranges)
+        self._check_targets_vary(targets, ranges)
         if self.input_scaler is None:  # a loaded state_dict is kept: predict and reproduce reuse a run's scaler
             train = slice(*ranges["train"])
             self.input_scaler = StandardScaler.fit(inputs.iloc[train])
@@ -285,6 +308,13 @@ class WindowedSeriesDataModule(StwDataModule):
         """Timestamp of every row of a split's series: target step h of window i is at index i + lookback + h."""
         return self._timestamps[split]
 
+    def shaping_options(self) -> dict[str, Any]:
+        options = super().shaping_options()
+        # Recorded only when on: runs on the published files keep the fingerprints they had before the option existed.
+        if not options["allow_modified"]:
+            del options["allow_modified"]
+        return options
+
     def fingerprint(self) -> dict[str, Any]:
         return fingerprint(self.data_files(), self.shaping_options())
 
@@ -308,4 +338,19 @@ class WindowedSeriesDataModule(StwDataModule):
                 raise DataError(
                     f"{files}: the {split} series has {max(stop - start, 0)} rows but one window needs "
                     f"lookback + horizon = {needed}; use a longer series or a smaller lookback or horizon"
+                )
+
+    def _check_targets_vary(self, targets: pd.DataFrame, ranges: dict[str, tuple[int, int]]) -> None:
+        # A target that never changes within a split is forecast exactly by the naive baselines: their MSE is 0 and
+        # skill_vs_naive (1 - MSE / baseline MSE) is undefined, so the data is refused rather than scored.
+        for split, (start, stop) in ranges.items():
+            part = targets.iloc[start:stop]
+            constant = part.columns[(part.max() == part.min()).to_numpy()]
+            if len(constant):
+                files = ", ".join(str(p) for p in self.data_files())
+                raise DataError(
+                    f"{files}: the target {constant[0]!r} is {part[constant[0]].iloc[0]:g} on every {split} row "
+                    f"({part.index[0]} to {part.index[-1]}), so the baselines forecast it exactly and skill is "
+                    "undefined; check that the file holds the real series (one value repeated is usually a fill "
+                    "or export error)"
                 )

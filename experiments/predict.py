@@ -168,8 +168,19 @@ def forecaster(read_features: FeatureReader, future: FutureTimes = regular_spaci
     return predict
 
 
+MESSAGES = "a UTF-8 text file with one message per line"
+# A cell of a price or sensor table: a number, or an ISO date with an optional time.
+NUMBER_OR_DATE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|\d{4}-\d{2}-\d{2}(?:[ T][\d:.]+)?")
+
+
 def text_lines(path: Path) -> list[str]:
+    if path.is_dir():
+        raise DataError(f"{path}: a folder; this run classifies messages: give {MESSAGES}")
     raw = path.read_bytes()
+    if b"\0" in raw:
+        raise DataError(
+            f"{path}: binary data, not text (a video, an image?); this run classifies messages: give {MESSAGES}"
+        )
     try:
         # Split on newlines only: str.splitlines() would also cut a message at characters like U+2028.
         lines = [
@@ -187,6 +198,36 @@ def text_lines(path: Path) -> list[str]:
     return lines
 
 
+def table_shape(lines: list[str]) -> tuple[str, int] | None:
+    """(separator, fields per line) when every line has as many fields, two or more, and most cells below line 1
+    are numbers or dates, as in a price or sensor CSV; None for messages."""
+    for sep in (",", "\t", ";"):
+        counts = {line.count(sep) for line in lines}
+        if len(lines) > 1 and len(counts) == 1 and (fields := counts.pop() + 1) > 1:
+            cells = [cell.strip() for line in lines[1:] for cell in line.split(sep)]
+            if sum(bool(NUMBER_OR_DATE.fullmatch(cell)) for cell in cells) * 2 >= len(cells):
+                return sep, fields
+    return None
+
+
+def check_messages(path: Path, lines: list[str], datamodule: StwDataModule) -> None:
+    """Files of another kind that would be classified line by line all the same: a table of numbers (another
+    run's CSV) or the run's own labelled training file."""
+    if shape := table_shape(lines):
+        sep, fields = shape
+        raise DataError(
+            f"{path}: a table, not messages: line 1 is {lines[0][:80]!r} and all {len(lines)} lines hold {fields} "
+            f"{sep!r}-separated fields, mostly numbers; this run classifies messages: give {MESSAGES}"
+        )
+    sep, names = datamodule.options.sep, set(datamodule.class_names)
+    fields = [line.split(sep) for line in lines]
+    if all(len(parts) > 1 and any(part.strip() in names for part in parts) for parts in fields):
+        raise DataError(
+            f"{path}: every line holds a class name ({', '.join(sorted(names))}) and data.sep {sep!r}, as the "
+            f"labelled training file does (line 1: {lines[0][:80]!r}); give the texts only, {MESSAGES}"
+        )
+
+
 def class_table(items: dict[str, Any], probs: Tensor, names: list[str]) -> pd.DataFrame:
     """The columns naming each item, then label (the most probable class) and prob_<class> for every class."""
     table = pd.DataFrame({**items, "label": [names[i] for i in probs.argmax(dim=1).tolist()]})
@@ -196,7 +237,9 @@ def class_table(items: dict[str, Any], probs: Tensor, names: list[str]) -> pd.Da
 
 
 def classify_texts(datamodule: StwDataModule, module: pl.LightningModule, paths: list[Path]) -> pd.DataFrame:
-    texts = text_lines(single_file(paths, "a UTF-8 text file with one message per line"))
+    path = single_file(paths, MESSAGES)
+    texts = text_lines(path)
+    check_messages(path, texts, datamodule)
     size = datamodule.options.batch_size
     # Encoded batch by batch, each padded to its own longest message, as the test batches were.
     probs = torch.cat(

@@ -228,6 +228,21 @@ def test_a_blank_line_in_text_input_is_a_data_error(logged, tmp_path, capsys):
     assert "lines 2 are empty" in capsys.readouterr().err
 
 
+def test_a_file_of_another_kind_than_the_runs_is_refused_naming_what_the_run_expects(
+    logged, shared_data, tmp_path, capsys
+):
+    assert _predict(logged, logged.sms, [shared_data / "stock" / "spy.us.txt"], tmp_path / "out.csv") == 2
+    error = capsys.readouterr().err
+    assert "spy.us.txt: a table, not messages" in error and "'Date,Open,High,Low,Close,Volume,OpenInt'" in error
+    assert "give a UTF-8 text file with one message per line" in error
+    messages = tmp_path / "messages.txt"
+    messages.write_text("free entry, win now\nsee you at 5\n")
+    assert _predict(logged, logged.ett, [messages], tmp_path / "out.csv") == 2
+    error = capsys.readouterr().err
+    assert "messages.txt: missing columns ['date', 'HUFL'" in error and "found ['free entry', ' win now']" in error
+    assert not (tmp_path / "out.csv").exists()
+
+
 class _RunsCode:
     """A pickle payload that would create `marker` when unpickled with an unrestricted loader."""
 

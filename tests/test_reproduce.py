@@ -93,13 +93,13 @@ def test_a_cpu_run_reproduces_bit_for_bit_in_the_same_experiment(store, capsys):
 
 @pytest.fixture()
 def run_on_changed_data(tmp_path, shared_data, store, monkeypatch):
-    """A run trained on a private copy of ETTh1.csv (download=false: a changed copy is no longer the published
-    file, which prepare_data would rightly reject) whose first OT value is then changed."""
+    """A run trained on a private copy of ETTh1.csv whose first OT value is then changed (allow_modified=true: a
+    changed copy is no longer the published file, which reading it would rightly reject)."""
     folder = tmp_path / "data" / "ett"
     folder.mkdir(parents=True)
     shutil.copy(shared_data / "ett" / "ETTh1.csv", folder / "ETTh1.csv")
     monkeypatch.setenv("STW_DATA_DIR", str(tmp_path / "data"))
-    run_id = _train(store, "--model", "linear", "data.download=false")
+    run_id = _train(store, "--model", "linear", "data.download=false", "data.allow_modified=true")
     lines = (folder / "ETTh1.csv").read_text().splitlines(keepends=True)
     date, *values = lines[1].split(",")
     lines[1] = ",".join([date, *values[:-1], "99.0\n"])  # a training row: the scaler and every scaled value move

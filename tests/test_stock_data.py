@@ -175,7 +175,7 @@ HEADER = "Date,Open,High,Low,Close,Volume,OpenInt"
 
 def write_ticker(folder: Path, ticker: str, dates: pd.DatetimeIndex, edit: dict[int, str] | None = None) -> Path:
     """A small Stooq-format file; `edit` replaces whole data lines by row number."""
-    lines = [f"{d:%Y-%m-%d},10.0,10.5,9.5,10.{i % 10},1000,0" for i, d in enumerate(dates)]
+    lines = [f"{d:%Y-%m-%d},10.0,11.0,9.5,10.{i % 10},1000,0" for i, d in enumerate(dates)]
     for row, line in (edit or {}).items():
         lines[row] = line
     path = folder / f"{ticker}.us.txt"

@@ -276,7 +276,10 @@ def test_split_values_other_than_train_val_test_are_rejected(tmp_path: Path) -> 
 
 def test_ragged_lines_name_the_line_and_the_options_to_check(tmp_path: Path) -> None:
     path = write(tmp_path, synthetic_rows(10) + "ham\ttext with\ta tab\n")
-    with pytest.raises(DataError, match=r"line 11.*check --data.sep"):
+    with pytest.raises(
+        DataError,
+        match=r"line 11 has 3 '\\t'-separated field\(s\) .*quoted \(data.quoting=minimal\) or use another data.sep",
+    ):
         load(path)
 
 

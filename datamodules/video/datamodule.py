@@ -25,13 +25,20 @@ from datamodules import register_dataset
 from datamodules.base import DataOptions, StwDataModule
 from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
-from datamodules.paths import data_root
+from datamodules.paths import cache_root, check_inside, data_root
 from datamodules.specs import ClassifySpec
 from datamodules.video.clips import ClipDataset, ClipSampling, ClipTransform, channel_stats, cut_clips
 from datamodules.video.decode import DecodeOptions, FrameCache, UnreadableClip, read_clip
-from datamodules.video.layouts import LAYOUTS, SPLITS, ClipRef, find_class_clips, frame_files, read_split_file
+from datamodules.video.layouts import (
+    LAYOUTS,
+    SPLITS,
+    VIDEO_SUFFIXES,
+    ClipRef,
+    find_class_clips,
+    frame_files,
+    read_split_file,
+)
 from datamodules.video.splits import split_clips
-from datamodules.video.storage import cache_root
 
 
 @dataclass
@@ -114,10 +121,10 @@ class FolderOptions(SplitOptions):
     """Your own clips: a folder of class folders, or a split file that lists the clips.
 
     Args:
-        clips_dir: folder of the clips, absolute or relative to root.
+        clips_dir: folder of the clips, absolute or relative to root (then inside it: no '..').
         layout: "frames" for <clips_dir>/<class>/<clip>/<frame>.jpg|png, "videos" for <clips_dir>/<class>/<clip>.avi|mp4.
-        split_file: a CSV with the header clip,label[,split][,group] or a UCF101 trainlistNN.txt, relative to
-            clips_dir; it replaces the class folders as the list of clips.
+        split_file: a CSV with the header clip,label[,split][,group] or a UCF101 trainlistNN.txt, absolute or
+            relative to clips_dir (then inside it: no '..'); it replaces the class folders as the list of clips.
     """
 
     clips_dir: str = ""
@@ -128,6 +135,17 @@ class FolderOptions(SplitOptions):
         super().__post_init__()
         if self.layout not in LAYOUTS:
             raise ConfigError(f"data option layout={self.layout!r}; choose one of: {', '.join(LAYOUTS)}")
+        check_inside(
+            self.clips_dir,
+            "clips_dir",
+            "a relative clips_dir is inside the data folder: give the absolute path of clips elsewhere",
+        )
+        if self.split_file:
+            check_inside(
+                self.split_file,
+                "split_file",
+                "a relative split_file is inside clips_dir: give the absolute path of a split file elsewhere",
+            )
 
 
 # Options that say where files are, never what the tensors hold: kept out of the fingerprint.
@@ -227,6 +245,12 @@ class FrameDataModule(StwDataModule):
 
     def read_clips(self, clips: list[ClipRef], empty_folders: list[Path]) -> tuple[list[ClipRef], list[np.ndarray]]:
         cache = FrameCache(cache_root(self.options.cache_dir) / "frames", self.decode_options)
+        if not cache.writable:
+            warnings.warn(
+                f"the frame cache {cache.folder} is read-only, so every clip is decoded again on every run; point "
+                "--data.cache_dir (or $STW_CACHE_DIR) at a writable folder to decode each clip once",
+                stacklevel=3,
+            )
         kept, arrays, bad = [], [], [f"{folder}: empty class folder" for folder in empty_folders]
         for clip in clips:
             try:
@@ -324,10 +348,15 @@ class FrameDataModule(StwDataModule):
         fitted statistics: [1, T, C, H, W], or [1, n, T, C, H, W] with test_clips > 1. Short clips are padded."""
         if self.mean is None:
             raise RuntimeError("no fitted statistics: call setup() or load_state_dict() first")
+        path = Path(path)
         try:
-            frames = torch.from_numpy(read_clip(Path(path), self.decode_options))
+            frames = torch.from_numpy(read_clip(path, self.decode_options))
         except UnreadableClip as error:
-            raise DataError(f"cannot read {error}") from None
+            found = "a folder" if path.is_dir() else f"a {path.suffix} file" if path.suffix else "a file without suffix"
+            raise DataError(
+                f"{error}. This run classifies clips: give a video file ({', '.join(sorted(VIDEO_SUFFIXES))}) or a "
+                f"folder of frame images, one clip per input; {path.name} is {found}"
+            ) from None
         x = cut_clips(
             frames,
             torch.tensor([0]),

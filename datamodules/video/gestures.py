@@ -22,6 +22,7 @@ from datamodules import register_dataset
 from datamodules.base import DataOptions, StwDataModule
 from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
+from datamodules.headers import first_line, header_names, shown
 from datamodules.paths import data_root
 from datamodules.specs import ClassifySpec
 from datamodules.video.layouts import SPLITS
@@ -91,17 +92,16 @@ class Recording:
 
 
 def read_table(path: Path) -> pd.DataFrame:
+    names = header_names(first_line(path), path, "line 1 must be the header naming the 16 keypoint columns")
+    if missing := [column for column in KEYPOINT_COLUMNS if column not in names]:
+        raise DataError(
+            f"{path}: no column {', '.join(missing)}; found {shown(names)}. A recording needs the 16 keypoint "
+            f"columns {', '.join(KEYPOINT_COLUMNS)}"
+        )
     try:
-        table = pd.read_csv(path)
+        return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot read as CSV ({str(error).strip()})") from None
-    missing = [column for column in KEYPOINT_COLUMNS if column not in table.columns]
-    if missing:
-        raise DataError(
-            f"{path}: no column {', '.join(missing)}; a recording needs the 16 keypoint columns "
-            f"{', '.join(KEYPOINT_COLUMNS)}"
-        )
-    return table
 
 
 def first_bad_line(bad: np.ndarray) -> int:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.errors import DataError
+from datamodules.headers import first_line, header_names
+from datamodules.paths import climbs_out
 
 SPLITS = ("train", "val", "test")
 VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mkv", ".mov", ".webm"})
@@ -72,7 +74,13 @@ def find_class_clips(folder: Path, layout: str) -> tuple[list[ClipRef], list[Pat
     return clips, empty
 
 
-def clip_path(folder: Path, name: str) -> Path:
+def clip_path(folder: Path, name: str, place: str) -> Path:
+    """The clip a split file lists at `place` ("<file> line N"), which must lie inside the clips folder."""
+    if climbs_out(name):
+        raise DataError(
+            f"{place}: clip {name!r} climbs out of the clips folder {folder} with '..'; list clips by their path "
+            "inside it (move or link clips from elsewhere into it)"
+        )
     path = folder / name
     if not path.exists() and path.with_suffix("").is_dir():
         return path.with_suffix("")  # UCF lists name .avi files; extracted frames sit in a folder of that stem
@@ -80,6 +88,7 @@ def clip_path(folder: Path, name: str) -> Path:
 
 
 def read_split_csv(path: Path, folder: Path) -> list[tuple[str, ClipRef]]:
+    header_names(first_line(path), path, "line 1 must be the header clip,label[,split][,group]")
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     columns = set(rows[0]) if rows else set()
@@ -96,8 +105,9 @@ def read_split_csv(path: Path, folder: Path) -> list[tuple[str, ClipRef]]:
             )
         if not row["clip"] or not row["label"]:
             raise DataError(f"{path} line {line}: empty clip or label; fill or delete the line")
-        clip = ClipRef(clip_path(folder, row["clip"]), row["label"], row.get("group") or None, split)
-        clips.append((f"{path} line {line}", clip))
+        place = f"{path} line {line}"
+        clip = ClipRef(clip_path(folder, row["clip"], place), row["label"], row.get("group") or None, split)
+        clips.append((place, clip))
     return clips
 
 
@@ -118,9 +128,9 @@ def read_ucf_lists(path: Path, folder: Path) -> list[tuple[str, ClipRef]]:
             name = text.split()[0]  # trainlist lines end in a 1-based class index; the folder already names the class
             if "/" not in name:
                 raise DataError(f"{list_path} line {line}: {name!r} has no class folder; expected Class/clip.avi")
-            group = UCF_GROUP.search(name)
-            clip = ClipRef(clip_path(folder, name), name.split("/")[0], group and group.group(1), split)
-            clips.append((f"{list_path} line {line}", clip))
+            group, place = UCF_GROUP.search(name), f"{list_path} line {line}"
+            clip = ClipRef(clip_path(folder, name, place), name.split("/")[0], group and group.group(1), split)
+            clips.append((place, clip))
     return clips
 
 

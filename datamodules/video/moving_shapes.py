@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from datamodules import register_dataset
-from datamodules.errors import ConfigError
+from datamodules.errors import ConfigError, DataError
+from datamodules.paths import is_writable
 from datamodules.video.datamodule import FrameDataModule, SplitOptions
 from datamodules.video.layouts import ClipRef, find_class_clips
 from datamodules.video.storage import generated_root
@@ -155,6 +156,12 @@ class MovingShapes(FrameDataModule):
     def find_clips(self) -> tuple[list[ClipRef], list[Path]]:
         folder = self.generated_folder()
         if not folder.is_dir():
+            if not is_writable(folder.parent):
+                raise DataError(
+                    f"{folder}: the clips are not generated yet and cannot be written there, as the data root and "
+                    f"the cache folder {folder.parent.parent} are read-only; point --data.cache_dir (or "
+                    "$STW_CACHE_DIR) at a writable folder"
+                )
             folder.parent.mkdir(parents=True, exist_ok=True)
             write_moving_shapes(folder, self.options)
         return find_class_clips(folder, "frames")
