@@ -55,12 +55,12 @@ class TrainerConfig:
     accelerator: Literal["cpu", "gpu", "cuda", "mps", "auto"] = "cpu"
 
 
-MAXIMIZED = ("acc", "f1", "mcc", "auroc", "precision", "recall", "skill")
+MAXIMIZED = ("acc", "f1", "mcc", "auroc", "precision", "recall", "skill", "hit_rate", "ic", "sharpe", "total_return")
 
 
 def metric_mode(name: str) -> str:
     """ "max" for scores where higher is better (accuracy, F1, ...), else "min" (losses, errors)."""
-    return "max" if any(word in name for word in MAXIMIZED) else "min"
+    return "max" if re.search(rf"(^|_)({'|'.join(MAXIMIZED)})(_|$)", name) else "min"
 
 
 def _names(argv: list[str], files: list[dict[str, Any]]) -> tuple[str, str]:
