@@ -52,6 +52,7 @@ PREDICT_FORMATS = """input and output, per dataset (the run's fitted preprocessi
 def train_main(argv: list[str]) -> int:
     """stw train --data ett --model lstm [--config FILE.yaml] [key=value ...] [--tracking-uri URI] [--quiet]"""
     from experiments.config import parse_run_args
+    from experiments.devices import relaunchable
     from experiments.tracking import final_metrics
     from experiments.train import run_training
 
@@ -63,7 +64,8 @@ def train_main(argv: list[str]) -> int:
     options.add_argument("--quiet", action="store_true")
     known, rest = options.parse_known_args(argv)
     config = parse_run_args(rest)
-    result = run_training(config, known.tracking_uri, quiet=known.quiet or None)
+    with relaunchable():
+        result = run_training(config, known.tracking_uri, quiet=known.quiet or None)
     print(f"run {result.run_id} (experiment {config['data']['name']}):")
     for name, value in sorted(final_metrics(result.metrics).items()):
         print(f"  {name:28s} {value:.4f}")

@@ -5,6 +5,7 @@ evaluation sets cut into ordered blocks, nothing padded or repeated, and each ra
 import copy
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,7 +17,8 @@ from datamodules import build_datamodule
 from datamodules.base import StwDataModule
 from datamodules.errors import DataError
 from datamodules.text import TextDataModule, TextOptions
-from datamodules.windows import GlobalBatchSlices, rank_block
+from datamodules.windows import GlobalBatchSlices, rank_block, rank_seed
+from experiments.train import SeedPerRank
 
 FakeGroup = Callable[[int, int], None]
 
@@ -154,3 +156,16 @@ def test_rank_zero_draws_as_one_process_and_every_other_rank_its_own_clip_offset
     alone.generator = None
     assert torch.equal(offsets_on(0), alone[index][0])
     assert not torch.equal(offsets_on(1), offsets_on(0))
+
+
+def test_every_rank_but_zero_reseeds_its_dropout_and_noise_when_fitting_starts():
+    def first_draws(rank: int) -> Tensor:
+        torch.manual_seed(0)
+        SeedPerRank(0).on_fit_start(SimpleNamespace(global_rank=rank), None)
+        return torch.randn(3)
+
+    torch.manual_seed(0)
+    untouched = torch.randn(3)
+    assert torch.equal(first_draws(0), untouched)
+    assert torch.equal(first_draws(1), torch.randn(3, generator=torch.Generator().manual_seed(rank_seed(0, 1))))
+    assert not torch.equal(first_draws(1), untouched)
