@@ -1,5 +1,6 @@
 """Where a run trains, without GPUs: the device type and count a config resolves to, what this machine cannot
-train refused before any run is opened."""
+train refused before any run is opened, and how a reproduction on other devices is told apart from a failed
+one."""
 
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from datamodules.errors import ConfigError
 from experiments.cli import main
 from experiments.config import parse_run_args
 from experiments.devices import Placement, check_placement, placement, relaunchable
+from experiments.reproduce import MetricRow, device_difference, placed_elsewhere, suggested_tolerance
 from experiments.sweep.cli import build_plan, sweep_parser
 from experiments.train import run_training
 
@@ -98,3 +100,31 @@ def test_stw_train_help_documents_every_device_key(capsys):
                  "--trainer.precision {32-true,bf16-mixed,16-mixed}", "data.batch_size stays the global batch",
                  "ddp_spawn is not offered"):  # fmt: skip
         assert text in help_text, text
+
+
+def test_a_reproduction_on_other_devices_says_how_they_differ(no_gpu):
+    config = parse_run_args(ETT)
+    gpu_run = {"stw.device": "cuda", "stw.devices": "1", "stw.device_name": "NVIDIA H200"}
+    assert device_difference(gpu_run, config) == (
+        "the run trained on cuda x1 (NVIDIA H200), this reproduction trains on cpu x1"
+    )
+    assert device_difference({"stw.device": "cpu", "stw.devices": "2"}, config).endswith("trains on cpu x1")
+    assert device_difference({"stw.device": "cpu", "stw.devices": "1"}, config) is None
+    assert device_difference({}, config) is None  # a run from before the device tags
+
+
+def test_a_reproduction_moves_only_where_a_run_trains(no_gpu):
+    config = parse_run_args(ETT)
+    moved, notes = placed_elsewhere(config, ["trainer.devices=2", "trainer.accelerator=cpu"])
+    assert moved["trainer"]["devices"] == 2 and {**moved, "trainer": config["trainer"]} == config
+    assert notes == ["trainer.devices: the run used 1; reproducing with 2",
+                     "trainer.accelerator: the run used 'auto'; reproducing with 'cpu'"]  # fmt: skip
+    for word in ("data.batch_size=8", "trainer.precision=bf16-mixed", "trainer.devices"):
+        with pytest.raises(ConfigError, match="changes only where it trains"):
+            placed_elsewhere(config, [word])
+
+
+def test_the_suggested_tolerance_is_the_power_of_ten_just_above_the_largest_difference():
+    rows = [MetricRow("test_mse", 0.5, 0.50032), MetricRow("test_mae", 0.4, 0.39999), MetricRow("skill", 1.0, None)]
+    assert suggested_tolerance(rows) == pytest.approx(1e-3)
+    assert suggested_tolerance([MetricRow("test_mse", 0.5, 0.5)]) == 0.0
