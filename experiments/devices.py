@@ -137,3 +137,9 @@ def placement_tags(where: Placement) -> dict[str, str]:
     if where.device == "cuda":
         tags[Tag.DEVICE_NAME] = torch.cuda.get_device_name()
     return tags
+
+
+def worker_gpu(worker: int, workers: int, gpus: int) -> str | None:
+    """The CUDA device a sweep worker trains on, as CUDA_VISIBLE_DEVICES: its own one when the machine has a GPU for
+    every worker; None (nothing changes) for a lone worker, on CPU, or with fewer GPUs than workers."""
+    return str(worker) if workers > 1 and gpus >= workers else None

@@ -1,8 +1,9 @@
 """Where a run trains, without GPUs: the device type and count a config resolves to, what this machine cannot
-train refused before any run is opened, and how a reproduction on other devices is told apart from a failed
-one."""
+train refused before any run is opened, a GPU for every sweep worker, and how a reproduction on other devices is
+told apart from a failed one."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,8 +12,9 @@ from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
 from datamodules.errors import ConfigError
 from experiments.cli import main
 from experiments.config import parse_run_args
-from experiments.devices import Placement, check_placement, placement, relaunchable
+from experiments.devices import Placement, check_placement, placement, relaunchable, worker_gpu
 from experiments.reproduce import MetricRow, device_difference, placed_elsewhere, suggested_tolerance
+from experiments.sweep import driver
 from experiments.sweep.cli import build_plan, sweep_parser
 from experiments.train import run_training
 
@@ -100,6 +102,33 @@ def test_stw_train_help_documents_every_device_key(capsys):
                  "--trainer.precision {32-true,bf16-mixed,16-mixed}", "data.batch_size stays the global batch",
                  "ddp_spawn is not offered"):  # fmt: skip
         assert text in help_text, text
+
+
+@pytest.mark.parametrize(
+    ("workers", "gpus", "expected"),
+    [(1, 4, [None]), (2, 0, [None, None]), (3, 2, [None] * 3), (2, 2, ["0", "1"]), (2, 8, ["0", "1"])],
+)
+def test_each_sweep_worker_gets_a_gpu_of_its_own_only_when_there_is_one_for_every_worker(workers, gpus, expected):
+    assert [worker_gpu(i, workers, gpus) for i in range(workers)] == expected
+
+
+def test_spawned_sweep_workers_are_handed_their_gpus(monkeypatch):
+    started = []
+
+    class Process:
+        def __init__(self, target, args, name):
+            started.append(args)
+
+        def start(self) -> None: ...
+
+        def join(self) -> None: ...
+
+    monkeypatch.setattr(driver.torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(driver.multiprocessing, "get_context", lambda method: SimpleNamespace(Process=Process))
+    monkeypatch.setattr(driver.time, "sleep", lambda seconds: None)
+    plan = SimpleNamespace(workers=2)
+    driver.run_workers(plan, remaining=5, timeout=None)
+    assert [args[-1] for args in started] == ["0", "1"]
 
 
 def test_a_reproduction_on_other_devices_says_how_they_differ(no_gpu):
