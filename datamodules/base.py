@@ -57,15 +57,13 @@ class StwDataModule(pl.LightningDataModule):
         self.options = options
 
     def train_dataloader(self) -> DataLoader:
-        return batch_loader(
-            self.datasets["train"], self.options.batch_size, shuffle=True, seed=self.options.shuffle_seed
-        )
+        return batch_loader(self.datasets["train"], self.options.batch_size, "train", seed=self.options.shuffle_seed)
 
     def val_dataloader(self) -> DataLoader:
-        return batch_loader(self.datasets["val"], self.options.batch_size, shuffle=False)
+        return batch_loader(self.datasets["val"], self.options.batch_size, "val")
 
     def test_dataloader(self) -> DataLoader:
-        return batch_loader(self.datasets["test"], self.options.batch_size, shuffle=False)
+        return batch_loader(self.datasets["test"], self.options.batch_size, "test")
 
     def shaping_options(self) -> dict[str, Any]:
         """The options that change the tensors; part of the fingerprint."""

@@ -31,6 +31,7 @@ from datamodules.headers import header_names
 from datamodules.paths import data_root
 from datamodules.specs import ClassifySpec
 from datamodules.text_vocab import PAD_ID, SPECIAL_TOKENS, TextTokenizer, fit_tokenizer, normalised
+from datamodules.windows import GlobalBatchSlices, process_shard
 
 log = logging.getLogger(__name__)
 
@@ -468,9 +469,9 @@ class TextDataModule(StwDataModule):
             order = WeightedRandomSampler(item_weights, len(train), replacement=True, generator=generator)
         else:
             order = RandomSampler(train, generator=generator)
-        return DataLoader(
-            train, sampler=LengthBuckets(order, train.lengths, self.options.batch_size, generator), batch_size=None
-        )
+        buckets = LengthBuckets(order, train.lengths, self.options.batch_size, generator)
+        shares = GlobalBatchSlices(buckets, len(train), self.options.batch_size, process_shard())
+        return DataLoader(train, sampler=shares, batch_size=None)
 
     def encode_texts(self, texts: list[str]) -> Tensor:
         """Raw texts -> ids [N, T] (LongTensor, padded with pad_id to the longest) with the fitted tokenizer."""

@@ -62,6 +62,7 @@ Numbers are written with 6 significant digits.
 def train_main(argv: list[str]) -> int:
     """stw train --data ett --model lstm [--config FILE.yaml] [key=value ...] [--tracking-uri URI] [--quiet]"""
     from experiments.config import parse_run_args
+    from experiments.devices import relaunchable
     from experiments.tracking import final_metrics
     from experiments.train import run_training
     from experiments.verdicts import verdict_lines
@@ -74,7 +75,8 @@ def train_main(argv: list[str]) -> int:
     options.add_argument("--quiet", action="store_true")
     known, rest = options.parse_known_args(argv)
     config = parse_run_args(rest)
-    result = run_training(config, known.tracking_uri, quiet=known.quiet or None)
+    with relaunchable():
+        result = run_training(config, known.tracking_uri, quiet=known.quiet or None)
     print(f"run {result.run_id} (experiment {config['data']['name']}):")
     final = final_metrics(result.metrics)
     for name, value in sorted(final.items()):
@@ -136,10 +138,15 @@ def reproduce_parser() -> argparse.ArgumentParser:
         "config, on the same data, code and packages, and compare its final metrics with the original's. "
         "Exit 0: reproduced; 1: a metric differs beyond --tolerance; 2: refused (the message says what differs).")  # fmt: skip
     parser.add_argument("run_id", metavar="RUN_ID", help="MLflow run ID (see `stw runs`)")
+    parser.add_argument("placement", nargs="*", metavar="trainer.KEY=VALUE",
+                        help="train on other devices than the run did: trainer.accelerator, devices, strategy or "
+                        "num_nodes (e.g. trainer.accelerator=cpu for a GPU run, trainer.devices=2)")  # fmt: skip
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI holding the run, e.g. http://host:5000 "
                         "(default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db); the reproduction is logged there too")  # fmt: skip
-    parser.add_argument("--tolerance", type=float, default=0.0,
-                        help="largest absolute difference of a final metric that still counts as reproduced (default: 0)")  # fmt: skip
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help="largest absolute difference of a final metric that still counts as reproduced (default: "
+                        "0 on the run's device type, model and count; on others, where bit-for-bit is out of reach, "
+                        "a small tolerance that a note states)")  # fmt: skip
     parser.add_argument("--allow-code-change", action="store_true",
                         help="retrain even if the project code differs from the run's commit or has uncommitted changes")  # fmt: skip
     parser.add_argument(

@@ -19,6 +19,7 @@ from jsonargparse import ArgumentParser, Namespace
 
 from datamodules import DATASETS, StwDataModule, build_datamodule, dataset_class
 from datamodules.errors import ConfigError
+from experiments.devices import check_device_options
 from lightning_modules import TASKS
 from lightning_modules.families import FAMILIES, resolve_family
 from lightning_modules.optim import OptimConfig
@@ -40,8 +41,20 @@ class TrainerConfig:
         limit_test_batches: fraction or count of test batches.
         progress: show Lightning's progress bar.
         monitor: validation metric that picks the best checkpoint and drives early stopping (and a sweep's objective).
-        accelerator: Lightning accelerator: cpu, gpu, mps or auto (a GPU when there is one). CPU runs are
-            deterministic; other devices reproduce within a tolerance.
+        accelerator: Lightning accelerator: auto (a GPU when there is one, else the CPU), cpu, gpu, cuda or mps.
+            CPU runs repeat bit for bit; a run on another device type or count reproduces within a tolerance.
+        devices: devices per node (an int), or auto for all GPUs (one process on CPU). More than one trains data
+            parallel, one process per device: data.batch_size stays the global batch, each process takes its share
+            of every batch and of the evaluation sets, and the test metrics count every test item once. The
+            limit_*_batches count each process's batches. Batch norm spans the global batch on GPUs only (torch
+            cannot sync it on CPU, where each process normalises its own share).
+        strategy: Lightning strategy: auto (ddp for several devices), ddp, or fsdp (sharded weights, CUDA only).
+            Several processes are started by re-running the `stw train` command once per device; ddp_spawn is not
+            offered: its spawned processes would hand back the final metrics but not the curves, best score and
+            test predictions the run records.
+        num_nodes: machines, each running the same command with its NODE_RANK (and MASTER_ADDR/MASTER_PORT) set
+            and $TMPDIR on a filesystem they share (every node tests the best checkpoint that node 0 writes there).
+        precision: Lightning precision: 32-true, bf16-mixed (CPU or a bf16 GPU) or 16-mixed (GPUs only).
     """
 
     max_epochs: int = 10
@@ -52,7 +65,11 @@ class TrainerConfig:
     limit_test_batches: float | int = 1.0
     progress: bool = True
     monitor: str = "val_loss"
-    accelerator: Literal["cpu", "gpu", "cuda", "mps", "auto"] = "cpu"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | Literal["auto"] = 1
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"
+    num_nodes: int = 1
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
 
 
 MAXIMIZED = ("acc", "f1", "mcc", "auroc", "precision", "recall", "skill", "hit_rate", "ic", "sharpe", "total_return")
@@ -190,6 +207,8 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.limit_train_batches": (_fraction_or_count, "a fraction in (0, 1] or a count of at least 1"),
     "trainer.limit_val_batches": (_fraction_or_count, "a fraction in (0, 1] or a count of at least 1"),
     "trainer.limit_test_batches": (_fraction_or_count, "a fraction in (0, 1] or a count of at least 1"),
+    "trainer.devices": (lambda v: v == "auto" or v >= 1, "a count of at least 1, or auto"),
+    "trainer.num_nodes": (lambda v: v >= 1, "at least 1"),
     "optim.lr": (lambda v: v > 0, "greater than 0"),
     "optim.weight_decay": (lambda v: v >= 0, "0 or more"),
     "optim.gamma": (lambda v: v > 0, "greater than 0"),
@@ -209,6 +228,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     if config["trainer"]["monitor"] not in monitorable:
         raise ConfigError(f"trainer.monitor={config['trainer']['monitor']!r} is not a metric this task logs on "
                           f"validation; choose one of: {', '.join(monitorable)}")  # fmt: skip
+    check_device_options(config["trainer"])
     family, overrides = resolve_family(config["model"]["family"])
     FAMILIES[family].config(**{**overrides, **{k: v for k, v in config["model"].items() if k != "family"}})
     options = {k: v for k, v in config["data"].items() if k != "name"}

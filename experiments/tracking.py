@@ -36,6 +36,9 @@ class Tag:
     VERSION = "stw.version."  # + package name
     FINGERPRINT = "stw.data_fingerprint"
     SMOKE_CHECK = "stw.smoke_check"  # the dataset's reason why its test scores are not an evaluation
+    DEVICE = "stw.device"  # the device type the run trained on: cpu, cuda or mps
+    DEVICES = "stw.devices"  # how many of them, over all nodes: the data-parallel world size
+    DEVICE_NAME = "stw.device_name"  # the GPU model, for CUDA runs
     ERROR = "stw.error"
     CLOSE_ERROR = "stw.close_error"  # what failed while the run was being closed (its artifacts or reports)
     ROLE = "stw.role"  # "sweep" (a study's parent) or "trial"; a plain `stw train` run has none

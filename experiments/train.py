@@ -15,21 +15,27 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 
+from datamodules import StwDataModule
 from datamodules.errors import ConfigError
+from datamodules.windows import rank_seed
 from experiments import plots
 from experiments.config import datamodule_for, dump_config, flatten, metric_mode
+from experiments.devices import Placement, check_placement, is_worker_process, placement_tags
 from experiments.task_reports import TASK_REPORTS
 from experiments.tracking import Tag, TrackedRun, pip_freeze, provenance_tags
 from lightning_modules import TASKS
 
 QUIET_ENV = "STW_QUIET"
+# stw logs torchmetrics results, which sum over all data-parallel processes when computed: Lightning's advice to
+# sync them again (sync_dist=True) does not apply, and would average what is already the whole set's value.
+warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
 
 
 @dataclass
@@ -61,6 +67,19 @@ def make_deterministic(seed: int) -> None:
     """Same config -> same numbers on CPU: one seed for Python, NumPy and torch, deterministic kernels."""
     pl.seed_everything(seed, workers=True, verbose=False)
     torch.use_deterministic_algorithms(True)
+
+
+class SeedPerRank(Callback):
+    """Every process of a data-parallel run starts from the run's seed, so their weights agree; once training
+    starts each rank but 0 (which draws as a single process would) takes its own stream, or every process would
+    draw the same dropout masks and input noise for its share of a batch."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_rank > 0:
+            torch.manual_seed(rank_seed(self.seed, trainer.global_rank))
 
 
 @contextlib.contextmanager
@@ -96,8 +115,9 @@ def interrupts_as_keyboard_interrupt() -> Iterator[None]:
         raise interrupt from None
 
 
-def build_trainer(config: dict[str, Any], logger: MLFlowLogger | None, checkpoint_dir: Path,
+def build_trainer(config: dict[str, Any], where: Placement, logger: MLFlowLogger | None, checkpoint_dir: Path,
                   callbacks: list[Callback], quiet: bool) -> pl.Trainer:  # fmt: skip
+    """The devices, strategy and precision are passed to Lightning as configured (check_placement vetted them)."""
     trainer_cfg = config["trainer"]
     monitor, mode = trainer_cfg["monitor"], metric_mode(trainer_cfg["monitor"])
     monitors: list[Callback] = [
@@ -108,8 +128,17 @@ def build_trainer(config: dict[str, Any], logger: MLFlowLogger | None, checkpoin
     if trainer_cfg["patience"] > 0:
         monitors.append(EarlyStopping(monitor=monitor, mode=mode, patience=trainer_cfg["patience"]))
     return pl.Trainer(
-        accelerator=trainer_cfg["accelerator"], devices=1, deterministic=True,
-        logger=logger if logger is not None else False, callbacks=[*monitors, *callbacks],
+        accelerator=trainer_cfg["accelerator"], devices=trainer_cfg["devices"], strategy=trainer_cfg["strategy"],
+        num_nodes=trainer_cfg["num_nodes"], precision=trainer_cfg["precision"],
+        # Every CPU kernel has a deterministic version; on a GPU one without it warns rather than stopping the run.
+        deterministic=True if where.device == "cpu" else "warn",
+        # Batch norm over the whole global batch, as one process computes it; torch syncs it on GPUs only, so on
+        # CPU each process normalises its own share.
+        sync_batchnorm=where.processes > 1 and where.device == "cuda",
+        # The datamodules give each process its share of whole batches themselves, never padding with repeats.
+        use_distributed_sampler=False,
+        logger=logger if logger is not None else False,
+        callbacks=[*monitors, SeedPerRank(config["seed"]), *callbacks],
         max_epochs=trainer_cfg["max_epochs"], gradient_clip_val=trainer_cfg["gradient_clip_val"] or None,
         limit_train_batches=trainer_cfg["limit_train_batches"], limit_val_batches=trainer_cfg["limit_val_batches"],
         limit_test_batches=trainer_cfg["limit_test_batches"], num_sanity_val_steps=0, log_every_n_steps=1,
@@ -136,9 +165,13 @@ def run_training(
 ) -> RunResult:  # fmt: skip
     """Train, test and track one run. Exceptions in `finished_on` (e.g. a pruned trial) end the run FINISHED,
     untested, and are raised on to the caller. The run is opened first, so a run that fails on its data or its
-    config is still recorded, with the error as its `stw.error` tag."""
+    config is still recorded, with the error as its `stw.error` tag; devices this machine cannot train on are
+    refused before. Under data-parallel training only rank 0 returns (see serve_as_worker)."""
     quiet = is_quiet(quiet)
-    run_tags_ = run_tags(config, parent_run_id, tags or {})
+    where = check_placement(config)
+    if is_worker_process():
+        serve_as_worker(config, where, quiet)
+    run_tags_ = run_tags(config, parent_run_id, {**placement_tags(where), **(tags or {})})
     with (
         tempfile.TemporaryDirectory(prefix="stw-run-") as tmp,  # outlives the run: closing reads the checkpoint
         TrackedRun(tracking_uri, config["data"]["name"], run_name or default_run_name(config), run_tags_,
@@ -148,16 +181,13 @@ def run_training(
         workdir = Path(tmp)
         run.log_text(dump_config(config), "config.yaml")
         run.log_text(pip_freeze(), "requirements.txt")
-        make_deterministic(config["seed"])
-        datamodule = datamodule_for(config)
-        datamodule.prepare_data()
-        datamodule.setup()
+        datamodule = seeded_datamodule(config)
         record_data(run, datamodule)
         module = build_module(config, datamodule)
         run.log_metric("model_parameters", sum(p.numel() for p in module.parameters()))
         history = EpochHistory()
         logger = MLFlowLogger(tracking_uri=run.tracking_uri, run_id=run.run_id, synchronous=False)
-        trainer = build_trainer(config, logger, workdir / "checkpoints", [history, *callbacks], quiet)
+        trainer = build_trainer(config, where, logger, workdir / "checkpoints", [history, *callbacks], quiet)
         run.at_close("training artifacts", lambda status: log_training(run, history, workdir, config, status))
         run.at_close(
             "model figures", lambda status: log_model_figures(run, datamodule, module, workdir, config, status)
@@ -173,6 +203,29 @@ def run_training(
     best = trainer.checkpoint_callback.best_model_score
     best_score = float(best) if best is not None else float("nan")
     return RunResult(run.run_id, run.experiment_id, metrics, best_score, run.status)
+
+
+def seeded_datamodule(config: dict[str, Any]) -> StwDataModule:
+    """Seed everything, then the run's datamodule, set up; every process of a run starts here."""
+    make_deterministic(config["seed"])
+    datamodule = datamodule_for(config)
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
+
+
+def serve_as_worker(config: dict[str, Any], where: Placement, quiet: bool) -> NoReturn:
+    """A process Lightning's launcher re-ran for a rank other than 0 (experiments/devices.py): it trains and tests
+    its share of every batch beside rank 0, then exits, as the rest of the command (the MLflow run, its logs,
+    checkpoint and reports, what the command prints) belongs to rank 0. Its checkpoint folder is never written:
+    ModelCheckpoint takes rank 0's, and only rank 0 saves."""
+    with tempfile.TemporaryDirectory(prefix="stw-rank-") as tmp, quiet_lightning(quiet):
+        datamodule = seeded_datamodule(config)
+        module = build_module(config, datamodule)
+        trainer = build_trainer(config, where, None, Path(tmp) / "checkpoints", [], quiet)
+        trainer.fit(module, datamodule=datamodule)
+        trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False)
+    raise SystemExit(0)
 
 
 # Training with Adam holds four float32 numbers per parameter (weight, gradient, two moments), activations aside.

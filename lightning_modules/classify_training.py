@@ -152,6 +152,27 @@ class Predictions:
     labels: Tensor
 
 
+class CollectPredictions(Metric):
+    """Every test batch's probabilities and labels, gathered from all data-parallel processes on compute (in rank
+    order, which is test order: each rank scores one contiguous block of the test set)."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("probs", default=[], dist_reduce_fx="cat")
+        self.add_state("labels", default=[], dist_reduce_fx="cat")
+
+    def update(self, probs: Tensor, labels: Tensor) -> None:
+        self.probs.append(probs.detach())
+        self.labels.append(labels)
+
+    def compute(self) -> Predictions:
+        # Synced list states arrive as one tensor per state; unsynced ones are still the list of batches.
+        probs, labels = (torch.cat(s) if isinstance(s, list) else s for s in (self.probs, self.labels))
+        return Predictions(probs.cpu(), labels.cpu())
+
+
 class ClassificationModule(pl.LightningModule):
     """Trains with cross-entropy; logs train_loss, val_loss/val_acc/val_f1 per epoch, then test and baseline metrics.
 
@@ -201,7 +222,7 @@ class ClassificationModule(pl.LightningModule):
         self.test_clips = spec.test_clips
         self.max_epochs = config["trainer"]["max_epochs"]
         self.test_predictions: Predictions | None = None
-        self._test_batches: list[tuple[Tensor, Tensor]] = []
+        self.collected = CollectPredictions()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -230,16 +251,13 @@ class ClassificationModule(pl.LightningModule):
         self.log_dict(self.val_metrics.compute())
         self.val_metrics.reset()
 
-    def on_test_epoch_start(self) -> None:
-        self._test_batches = []
-
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
         probs = self.predict_proba(x, self.test_clips)
         self.test_metrics.update(probs, y)
         majority = F.one_hot(torch.full_like(y, self.majority_class), self.num_classes).float()
         self.baseline_metrics.update(majority, y)
-        self._test_batches.append((probs.detach().cpu(), y.cpu()))
+        self.collected.update(probs, y)
 
     def on_test_epoch_end(self) -> None:
         scores = per_class_scores(self.test_metrics.compute(), self.class_names)
@@ -247,9 +265,8 @@ class ClassificationModule(pl.LightningModule):
         self.log_dict(scores)
         self.test_metrics.reset()
         self.baseline_metrics.reset()
-        probs, labels = zip(*self._test_batches, strict=False)
-        self.test_predictions = Predictions(torch.cat(probs), torch.cat(labels))
-        self._test_batches = []
+        self.test_predictions = self.collected.compute()
+        self.collected.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
         return configure_optimizers(self.parameters(), self.optim, self.max_epochs)

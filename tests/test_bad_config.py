@@ -31,6 +31,12 @@ BAD_TRAIN = [
     ([*SMS, "trainer.monitor=val_mse"], ["trainer.monitor='val_mse'", "val_f1", "val_acc"]),
     ([*ETT, "trainer.monitor=train_loss"], ["not a metric this task logs on validation"]),
     ([*ETT, "trainer.accelerator=tpu"], ["trainer.accelerator", "cpu"]),
+    ([*ETT, "trainer.precision=16-mixed", "trainer.accelerator=cpu"], ["16-mixed does not train on cpu", "bf16-mixed"]),
+    ([*ETT, "trainer.strategy=fsdp", "trainer.accelerator=cpu"], ["trainer.strategy=fsdp", "CUDA devices only"]),
+    ([*ETT, "trainer.strategy=ddp_spawn"], ["trainer.strategy", "'ddp'", "ddp_spawn"]),
+    ([*ETT, "trainer.precision=16"], ["trainer.precision", "'16-mixed'"]),
+    ([*ETT, "trainer.devices=0"], ["trainer.devices=0", "a count of at least 1, or auto"]),
+    ([*ETT, "trainer.num_nodes=0"], ["trainer.num_nodes=0", "at least 1"]),
     ([*ETT, "model.hiden=3"], ["hiden", "valid keys"]),
     ([*ETT, "data.lookback=0"], ["lookback", "at least 1"]),
 ]

@@ -11,6 +11,8 @@ import torch
 from torch import Generator, Tensor
 from torch.utils.data import Dataset
 
+from datamodules.windows import process_shard, rank_seed
+
 
 @dataclass(frozen=True)
 class ClipSampling:
@@ -129,7 +131,14 @@ class ClipDataset(Dataset):
     ) -> None:
         self.frames, self.starts, self.lengths, self.labels = frames, starts, lengths, labels
         self.sampling, self.transform, self.n_clips = sampling, transform, n_clips
-        self.generator = None if seed is None else torch.Generator().manual_seed(seed)
+        self.seed, self.generator = seed, None
+
+    def draws(self) -> Generator | None:
+        """The generator of the training draws, made on first use: by then a data-parallel process knows its rank,
+        and each rank draws its own offsets and crops for its share of a batch."""
+        if self.seed is not None and self.generator is None:
+            self.generator = torch.Generator().manual_seed(rank_seed(self.seed, process_shard()[0]))
+        return self.generator
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -143,6 +152,6 @@ class ClipDataset(Dataset):
             self.sampling,
             self.transform,
             self.n_clips,
-            self.generator,
+            self.draws(),
         )
         return x, self.labels[index]

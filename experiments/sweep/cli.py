@@ -130,6 +130,7 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
     from datamodules import dataset_class
     from datamodules.errors import ConfigError
     from experiments.config import config_from_dict, read_config_file
+    from experiments.devices import check_placement
     from experiments.sweep.driver import SWEEP_DEFAULTS
     from experiments.sweep.space import deep_merge, load_space, nest
     from experiments.sweep.study import SweepPlan, default_storage
@@ -152,8 +153,8 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
     fixed = _overrides(args.overrides)
     base_file = read_config_file(args.config) if args.config else {}
     base = deep_merge(deep_merge(SWEEP_DEFAULTS, base_file), nest({**fixed, "data.name": args.data}))
-    for family in families:  # fail before the study starts: unknown family, typo in a key
-        config_from_dict(deep_merge(base, {"model": {"family": family}}))
+    for family in families:  # fail before the study starts: unknown family, typo in a key, devices it cannot use
+        check_placement(config_from_dict(deep_merge(base, {"model": {"family": family}})))
     metric = args.metric or task.sweep_metric
     return SweepPlan(
         data=args.data,

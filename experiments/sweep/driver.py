@@ -25,6 +25,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 from datamodules.errors import TrackingError
 from experiments import tracking
 from experiments.config import config_from_dict, datamodule_for
+from experiments.devices import worker_gpu
 from experiments.interrupts import stop_like_ctrl_c
 from experiments.sweep.report import report_sweep
 from experiments.sweep.space import deep_merge, nest, sample_overrides
@@ -124,10 +125,12 @@ class Objective:
             self.client.set_tag(run_id, Tag.TRIAL_STATE, state)
 
 
-def run_worker(plan: SweepPlan, worker: int, timeout: float | None) -> None:
+def run_worker(plan: SweepPlan, worker: int, timeout: float | None, gpu: str | None = None) -> None:
     """One process on the study until it holds `plan.trials` finished trials (Optuna's MaxTrialsCallback counts
     every worker's, on every machine; running ones count as finishing) or too many failed. Threads are split so
-    N workers do not fight over the cores."""
+    N workers do not fight over the cores; with a `gpu` (devices.worker_gpu) the worker sees only that one."""
+    if gpu is not None:  # a fresh interpreter that has not touched CUDA yet, so the setting holds
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     stop_like_ctrl_c()  # spawned workers are stopped with SIGTERM (see run_workers)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -152,8 +155,9 @@ def run_workers(plan: SweepPlan, remaining: int, timeout: float | None) -> None:
         run_worker(plan, 0, timeout)
         return
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch/SQLite state
-    processes = [context.Process(target=run_worker, args=(plan, i, timeout), name=f"stw-sweep-worker-{i}")
-                 for i in range(workers)]  # fmt: skip
+    gpus = torch.cuda.device_count()  # read without initialising CUDA here
+    processes = [context.Process(target=run_worker, args=(plan, i, timeout, worker_gpu(i, workers, gpus)),
+                                 name=f"stw-sweep-worker-{i}") for i in range(workers)]  # fmt: skip
     for process in processes:
         process.start()
         time.sleep(0.5)  # stagger study creation on a fresh storage
