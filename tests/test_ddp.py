@@ -10,6 +10,7 @@ family without batch norm), so they differ only by the order floating-point sums
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,8 +66,10 @@ def only_new_run(store: str, experiment: str, before: int):
 
 
 def largest_difference(one: dict[str, float], other: dict[str, float]) -> float:
+    """Relative to the metric's size above 1: float32 sums in another order differ by a few ulps, and metrics in the
+    data's own units (ETT's MSE is about 30) have ulps larger than those of scaled ones."""
     assert one.keys() == other.keys()
-    return max(abs(one[name] - other[name]) for name in one)
+    return max(abs(one[name] - other[name]) / max(1.0, abs(one[name])) for name in one)
 
 
 def train_both(store: str, tmp_path: Path, words: list[str], experiment: str):
@@ -89,7 +92,9 @@ def assert_one_complete_run_on_two_processes(store: str, run) -> None:
 def ett_runs(tmp_path_factory, shared_data):
     folder = tmp_path_factory.mktemp("ddp-ett")
     store = f"sqlite:///{folder / 'mlflow.db'}"
-    return store, folder, *train_both(store, folder, ETT, "ett")
+    with pytest.MonkeyPatch.context() as patch:  # module fixtures run before the per-test data-folder fixture
+        patch.setenv("STW_DATA_DIR", str(shared_data))
+        return store, folder, *train_both(store, folder, ETT, "ett")
 
 
 def test_a_ddp_run_on_ettH1_is_one_run_that_scores_every_test_window_as_one_process_does(ett_runs):
@@ -112,7 +117,7 @@ def test_stw_reproduce_reruns_a_ddp_run_on_two_processes_bit_for_bit(ett_runs):
     copy = only_new_run(store, "ett", before=2)
     assert copy.data.tags["stw.reproduces"] == ddp.info.run_id and copy.data.tags["stw.devices"] == "2"
     assert final_metrics(copy.data.metrics) == final_metrics(ddp.data.metrics)
-    assert "reproduced: all 9 final metrics within 0" in done.stdout
+    assert re.search(r"reproduced: all \d+ final metrics within 0\n", done.stdout)
     notes = [line for line in done.stderr.splitlines() if line.startswith("note:")]
     assert len(notes) == len(set(notes)), "only rank 0 prints the notes"
 
@@ -124,7 +129,8 @@ def test_a_single_process_run_reproduced_on_two_says_so_and_compares_within_a_to
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "the run trained on cpu x1, this reproduction trains on cpu x2" in done.stderr
     assert "bit-for-bit reproduction needs the same device type, model and count" in done.stderr
-    assert "within --tolerance 0.001" in done.stderr and "reproduced: all 9 final metrics within 0.001" in done.stdout
+    assert "within --tolerance 0.001" in done.stderr
+    assert re.search(r"reproduced: all \d+ final metrics within 0.001\n", done.stdout)
 
 
 def test_a_ddp_run_on_moving_shapes_gathers_every_test_clip_once(tmp_path, shared_data):
