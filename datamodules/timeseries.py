@@ -125,6 +125,20 @@ def finite_numbers(texts: pd.Series, path: Path) -> np.ndarray:
     return values
 
 
+def fraction_borders(n_rows: int, lookback: int, train: float = 0.7, test: float = 0.2) -> dict[str, tuple[int, int]]:
+    """Chronological [start, stop) rows of train, val and test by fractions of the series: TSLib's `Dataset_Custom`
+    convention (Weather, Electricity, Exchange, Traffic, ILI): train the first int(0.7 n) rows, test the last
+    int(0.2 n), val what lies between; val and test start `lookback` rows early so their first window looks back
+    into the previous part, and every row is forecast by exactly one split."""
+    n_train, n_test = int(n_rows * train), int(n_rows * test)
+    n_val = n_rows - n_train - n_test
+    return {
+        "train": (0, n_train),
+        "val": (n_train - lookback, n_train + n_val),
+        "test": (n_rows - n_test - lookback, n_rows),
+    }
+
+
 @dataclass
 class StandardScaler:
     """Per-column mean and population std (ddof=0), as sklearn's StandardScaler that the ETT reference code uses."""

@@ -2,9 +2,6 @@
 
 import hashlib
 import shutil
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -13,28 +10,11 @@ from datamodules import ett, stock
 from datamodules.download import Source, download_file, ensure_file
 from datamodules.errors import DataError
 from datamodules.fingerprint import sha256_file
+from tests.local_http import Server, serving
 
 GOOD = b"date,value\n2020-01-01,1.0\n" * 1000
 CORRUPTED = GOOD[:-2] + b"9\n"
 GOOD_SHA = hashlib.sha256(GOOD).hexdigest()
-
-
-class Server:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(SimpleHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests.append(self.path)
-                super().do_GET()
-
-            def log_message(self, *args) -> None:  # keep test output clean
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(folder)))
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
 
 @pytest.fixture()
@@ -43,14 +23,8 @@ def server(tmp_path: Path):
     folder.mkdir()
     (folder / "good.csv").write_bytes(GOOD)
     (folder / "corrupted.csv").write_bytes(CORRUPTED)
-    served = Server(folder)
-    # A short poll interval makes shutdown quick.
-    thread = threading.Thread(target=served.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield served
-    served.httpd.shutdown()
-    served.httpd.server_close()
-    thread.join()
+    with serving(folder) as served:
+        yield served
 
 
 def test_download_saves_verified_bytes_and_leaves_no_temporary_file(server: Server, tmp_path: Path) -> None:

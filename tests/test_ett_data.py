@@ -239,3 +239,12 @@ def test_a_changed_file_is_refused_when_download_checks_it(tmp_path: Path, small
 def test_unknown_target_channel_is_refused() -> None:
     with pytest.raises(ConfigError, match="target must be one of the channels"):
         EttOptions(target="oil")
+
+
+def test_fraction_borders_follow_the_tslib_custom_convention() -> None:
+    from datamodules.timeseries import fraction_borders
+
+    # Weather: 52,696 rows; TSLib's Dataset_Custom gives 36,887 / 5,270 / 10,539 forecast rows.
+    borders = fraction_borders(52696, lookback=96)
+    assert borders == {"train": (0, 36887), "val": (36887 - 96, 42157), "test": (42157 - 96, 52696)}
+    assert fraction_borders(100, 10, train=0.6, test=0.3) == {"train": (0, 60), "val": (50, 70), "test": (60, 100)}
