@@ -34,6 +34,7 @@ from datamodules import (
     ett,
     stock,
     stock_direction,
+    table,
     text,
     video,
 )

@@ -46,6 +46,9 @@ PREDICT_FORMATS = """input and output, per dataset (the run's fitted preprocessi
                 stock  <ticker>_close_log_return_forecast and _actual (the day's log return of the close),
                        <ticker>_close_price_forecast (the window end's close compounded by the forecast log
                        returns: close * exp(r_1 + ... + r_step)) and <ticker>_close_price_actual
+  table       one CSV or Parquet file with the run's date column, targets and inputs, at the run's frequency
+              (data.fill applies as in training). Output as for ett: window_end, step, timestamp (past the
+              file's end, the run's frequency continued), <target>_forecast, <target>_actual.
   stock-direction
               price files as for stock. Output: window_end, move_end (the business day whose close is compared
               with window_end's), label (up or down), prob_down, prob_up; --future: the last window only.
