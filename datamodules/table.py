@@ -234,7 +234,7 @@ def regular_dates(dates: pd.DatetimeIndex, path: Path, options: TableOptions) ->
     else:
         row = wrong[0] + 1
         why = f"follows line {file_line(row - 1)}'s {dates[row - 1]}, where the next timestamp is {expected[row - 1]}"
-    grid = pd.date_range(dates[0], dates[-1], freq=offset)
+    grid = pd.date_range(dates[0], dates[-1], freq=offset, name=dates.name)
     off_grid = not offset.is_on_offset(dates[0]) or not dates.isin(grid).all()
     if options.fill == "none" or off_grid:
         fix = (
@@ -303,7 +303,8 @@ def filled(frame: pd.DataFrame, grid: pd.DatetimeIndex, path: Path, fill: str) -
         if np.isnan(frame[column].iloc[0]):
             raise DataError(
                 f"{path}: column {column!r} has no value at line {file_line(0)}, the first row, and data.fill={fill} "
-                "fills only from earlier rows; fill in that cell or remove the rows before the column's first value"
+                "has no earlier value to fill it from; fill in that cell or remove the rows before the column's first "
+                "value"
             )
     if fill == "ffill":
         frame = frame.ffill()

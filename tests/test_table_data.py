@@ -277,6 +277,16 @@ def test_a_generated_csv_trains_predicts_and_reproduces(tmp_path, tracking_uri, 
     assert table.loc[past_end, "load_actual"].isna().all()
     assert table["timestamp"].max() == pd.Timestamp(frame["date"].iloc[-1]) + pd.Timedelta(hours=12)
 
+    # A file without a run's column, or at another frequency, is refused, not read otherwise.
+    refused = {"no_temp.csv": (frame.drop(columns="temp"), "no column 'temp'"),
+               "half_hourly.csv": (series(100, "30min"), "at the frequency h;")}  # fmt: skip
+    for name, (other, says) in refused.items():
+        capsys.readouterr()
+        assert main(["predict", run_id, "--input", str(write_csv(tmp_path, other, name)), "--output", str(output),
+                     "--tracking-uri", tracking_uri]) == 2  # fmt: skip
+        error = capsys.readouterr().err
+        assert name in error and says in error
+
     capsys.readouterr()
     assert main(["reproduce", run_id, "--tracking-uri", tracking_uri, "--quiet"]) == 0
     assert f"reproduces run {run_id}" in capsys.readouterr().out
