@@ -365,6 +365,9 @@ class TableDataModule(WindowedSeriesDataModule):
     def data_files(self) -> list[Path]:
         return [Path(self.options.path)]
 
+    def missing_file_fix(self) -> str:
+        return "check data.path: it names the CSV or Parquet file holding the series (relative to the current folder)"
+
     def load_features(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         frame = read_frame(self.data_files()[0], self.options)
         self.frequency, self._dates = frame.index.freqstr, frame.index

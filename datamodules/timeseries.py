@@ -341,8 +341,12 @@ class WindowedSeriesDataModule(StwDataModule):
             if path in sources:
                 fix = f"run with download=True (prepare_data) to fetch it from {sources[path].url}"
             else:
-                fix = "put the file there, or point root (or $STW_DATA_DIR) at the folder that holds it"
+                fix = self.missing_file_fix()
             raise DataError(f"{path} not found; {fix}")
+
+    def missing_file_fix(self) -> str:
+        """What to do about a data file that is not there and has no public source."""
+        return "put the file there, or point root (or $STW_DATA_DIR) at the folder that holds it"
 
     def _check_lengths(self, ranges: dict[str, tuple[int, int]]) -> None:
         needed = self.options.lookback + self.options.horizon

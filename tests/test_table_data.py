@@ -189,6 +189,11 @@ def test_bad_input_is_an_error_naming_the_file_the_column_and_the_line(tmp_path:
         assert text in message
 
 
+def test_a_missing_file_names_data_path(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"my_series.csv not found; check data.path"):
+        set_up(tmp_path / "my_series.csv")
+
+
 def test_a_file_that_is_neither_csv_nor_parquet_is_refused(tmp_path: Path) -> None:
     path = write_csv(tmp_path, series(), "my_series.xlsx")
     with pytest.raises(DataError, match=r"suffix \.xlsx says neither CSV nor Parquet"):
