@@ -86,6 +86,14 @@ def ensure_file(url: str, dest: Path, sha256: str, allow_modified: bool = False)
     return dest
 
 
+def fetch_missing(sources: dict[Path, Source]) -> None:
+    """Download every file of `sources` that is not there yet, each checked against its sha256; files already
+    there are left as they are (datasets whose files are read where they are, such as sms and the video data)."""
+    for path, source in sources.items():
+        if not Path(path).exists():
+            download_file(source.url, path, source.sha256)
+
+
 def check_published(path: Path, source: Source, allow_modified: bool = False) -> None:
     """Nothing if `path` holds the published bytes (its digest is cached by path, size and mtime); else a DataError
     naming both digests and the fix, or, with `allow_modified`, a warning."""
