@@ -23,10 +23,13 @@ from datamodules.timeseries import WindowedSeriesDataModule, dated_values, read_
 FILE_NAME = "ETTh1.csv"
 CHANNELS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
 UPSTREAM = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/1d16c8f4f943005d613b5bc962e9eeb06058cf07/ETT-small"
-# ETTm1 and ETTm2 are at the same commit, but no copy of their bytes could be hashed (datamodules/PROVENANCE.md).
+# No copy of ETTm1's and ETTm2's bytes could be hashed (datamodules/PROVENANCE.md): they are checked against their
+# git blob ids in the commit's tree instead.
 SOURCES = {
     "ETTh1.csv": Source(f"{UPSTREAM}/ETTh1.csv", "f18de3ad269cef59bb07b5438d79bb3042d3be49bdeecf01c1cd6d29695ee066"),
     "ETTh2.csv": Source(f"{UPSTREAM}/ETTh2.csv", "a3dc2c597b9218c7ce1cd55eb77b283fd459a1d09d753063f944967dd6b9218b"),
+    "ETTm1.csv": Source(f"{UPSTREAM}/ETTm1.csv", git_blob="62c9f979e2dc5b05d9cc5b38891e60e6baf77417"),
+    "ETTm2.csv": Source(f"{UPSTREAM}/ETTm2.csv", git_blob="f9d46027c987d442d2d8f81308d1d8c4d1d35db8"),
 }
 
 
@@ -41,6 +44,11 @@ class EttFile:
         """Ends of train, val and test in rows: 12, 16 and 20 months of 30 days of 24 hours."""
         month = 30 * 24 * self.per_hour
         return 12 * month, 16 * month, 20 * month
+
+
+ETTH1 = EttFile(FILE_NAME, per_hour=1)
+# ETTh1's part borders in rows, under the names earlier code reads them by.
+TRAIN_END, VAL_END, TEST_END = ETTH1.borders()
 
 
 @dataclass
@@ -72,7 +80,7 @@ def features_from_frame(frame: pd.DataFrame, options: EttOptions) -> tuple[pd.Da
 class EttDataModule(WindowedSeriesDataModule):
     """ETTh1 forecasting windows, split and scaled exactly as the published benchmarks do."""
 
-    file: ClassVar[EttFile] = EttFile(FILE_NAME, per_hour=1)
+    file: ClassVar[EttFile] = ETTH1
     season = 24  # the seasonal-naive baseline repeats the last day
 
     Options = EttOptions
@@ -82,17 +90,7 @@ class EttDataModule(WindowedSeriesDataModule):
         return [data_root(self.options.root) / "ett" / self.file.name]
 
     def sources(self) -> dict[Path, Source]:
-        source = SOURCES.get(self.file.name)
-        return {self.data_files()[0]: source} if source else {}
-
-    def missing_file_fix(self, path: Path) -> str:
-        if path in self.sources():
-            return super().missing_file_fix(path)
-        return (
-            f"no copy of {self.file.name} with a known sha256 is registered to download (datamodules/PROVENANCE.md); "
-            f"it is published unverified at {UPSTREAM}/{self.file.name}: put it there, or point root (or "
-            "$STW_DATA_DIR) at the folder whose ett/ holds it"
-        )
+        return {self.data_files()[0]: SOURCES[self.file.name]}
 
     def load_features(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         return features_from_frame(read_frame(self.data_files()[0]), self.options)
@@ -117,7 +115,7 @@ def register_ett(name: str, file: EttFile) -> type[EttDataModule]:
     return register_dataset(name)(type(f"{file.name[:-4]}DataModule", (EttDataModule,), attributes))
 
 
-Etth1DataModule = register_ett("etth1", EttDataModule.file)
+Etth1DataModule = register_ett("etth1", ETTH1)
 Etth2DataModule = register_ett("etth2", EttFile("ETTh2.csv", per_hour=1))
 Ettm1DataModule = register_ett("ettm1", EttFile("ETTm1.csv", per_hour=4))
 Ettm2DataModule = register_ett("ettm2", EttFile("ETTm2.csv", per_hour=4))

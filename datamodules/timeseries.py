@@ -234,7 +234,7 @@ class WindowedSeriesDataModule(StwDataModule):
         # published bytes (or allow_modified says otherwise).
         if self.options.download:
             for path, source in self.sources().items():
-                ensure_file(source.url, path, source.sha256, self.options.allow_modified)
+                ensure_file(source.url, path, source.sha256, self.options.allow_modified, source.git_blob)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 
 from datamodules import DATASETS, benchmarks, ett, stock, text
-from datamodules.download import Source, download_file, ensure_file
+from datamodules.download import Source, download_file, ensure_file, git_blob_id
 from datamodules.errors import DataError
 from datamodules.fingerprint import sha256_file
 from datamodules.video import gestures, hmdb51
@@ -113,6 +113,32 @@ def test_etth2_prepare_data_fetches_its_pinned_file(server: Server, tmp_path: Pa
     monkeypatch.setitem(ett.SOURCES, "ETTh2.csv", Source(f"{server.url}/good.csv", GOOD_SHA))
     ett.Etth2DataModule(ett.EttOptions(root=str(tmp_path))).prepare_data()
     assert (tmp_path / "ett" / "ETTh2.csv").read_bytes() == GOOD and server.requests == ["/good.csv"]
+
+
+def git_blob(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def test_git_blob_id_is_the_id_in_the_upstream_commits_tree(shared_data: Path) -> None:
+    # ETTh1.csv is blob a52c4925... in zhouhaoyi/ETDataset's tree at the pinned commit (git ls-tree).
+    assert git_blob_id(shared_data / "ett" / "ETTh1.csv") == "a52c4925778c07c1ef1a2cf6fd01594919717d9e"
+
+
+@pytest.mark.parametrize("served", ["good.csv", "corrupted.csv"])
+def test_ettm1_is_verified_by_its_git_blob_id(served: str, server: Server, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(ett.SOURCES, "ETTm1.csv", Source(f"{server.url}/{served}", git_blob=git_blob(GOOD)))
+    module = ett.Ettm1DataModule(ett.EttOptions(root=str(tmp_path)))
+    dest = tmp_path / "ett" / "ETTm1.csv"
+    if served == "good.csv":
+        module.prepare_data()
+        assert dest.read_bytes() == GOOD
+        dest.write_bytes(CORRUPTED)  # a changed copy is refused by its git blob id too
+        with pytest.raises(DataError, match=f"git blob id is {git_blob(CORRUPTED)}, but the published file has"):
+            module.prepare_data()
+    else:
+        with pytest.raises(DataError, match=f"expected git blob id {git_blob(GOOD)}, got {git_blob(CORRUPTED)}"):
+            module.prepare_data()
+        assert not dest.exists()
 
 
 @pytest.mark.parametrize("name", ["exchange", "ili"])
