@@ -119,7 +119,7 @@ def ensure_file(
 
 
 def fetch_missing(sources: dict[Path, Source]) -> None:
-    """Download every file of `sources` that is not there yet, each checked against its sha256; files already
+    """Download every file of `sources` that is not there yet, each checked against its digest; files already
     there are left as they are (datasets whose files are read where they are, such as sms and the video data)."""
     for path, source in sources.items():
         if not Path(path).exists():
