@@ -275,10 +275,10 @@ class StockDataModule(WindowedSeriesDataModule):
             return {}  # the user's own files: nothing to fetch or check
         return {path: SOURCES[ticker] for ticker, path in self.ticker_files().items() if ticker in SOURCES}
 
-    def missing_file_fix(self) -> str:
+    def missing_file_fix(self, path: Path) -> str:
         if self.options.paths:
             return "check data.paths: each names a price file (relative to the current folder)"
-        return super().missing_file_fix()
+        return super().missing_file_fix(path)
 
     def load_features(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         frames = {ticker: read_frame(path) for ticker, path in self.ticker_files().items()}

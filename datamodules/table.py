@@ -365,7 +365,7 @@ class TableDataModule(WindowedSeriesDataModule):
     def data_files(self) -> list[Path]:
         return [Path(self.options.path)]
 
-    def missing_file_fix(self) -> str:
+    def missing_file_fix(self, path: Path) -> str:
         return "check data.path: it names the CSV or Parquet file holding the series (relative to the current folder)"
 
     def load_features(self) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -28,8 +28,9 @@ import torch
 from pandas.tseries.frequencies import to_offset
 from torch import Tensor
 
-from datamodules import StwDataModule, ett, stock, table
+from datamodules import StwDataModule, benchmarks, ett, stock, table
 from datamodules.errors import ConfigError, DataError
+from datamodules.modes import ModeOptions
 from datamodules.stock_direction import StockDirectionDataModule
 from datamodules.timeseries import WindowedSeriesDataModule, float32_rows
 from datamodules.video.datamodule import FrameDataModule
@@ -52,6 +53,11 @@ def single_file(paths: list[Path], what: str) -> Path:
 def ett_features(paths: list[Path], options: ett.EttOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
     path = single_file(paths, f"a CSV with the header date,{','.join(ett.CHANNELS)}")
     return ett.features_from_frame(ett.read_frame(path), options)
+
+
+def benchmark_features(paths: list[Path], options: ModeOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
+    path = single_file(paths, "a CSV with the header date,<the run's channels>")
+    return benchmarks.features_from_frame(benchmarks.read_frame(path), options, path)
 
 
 def ticker_files(paths: list[Path], options: stock.StockOptions) -> dict[str, Path]:
@@ -297,6 +303,8 @@ def table_forecast(datamodule: table.TableDataModule, module: pl.LightningModule
 
 PREDICTORS: dict[str, Predictor] = {
     "ett": forecaster(ett_features),
+    **{name: forecaster(ett_features) for name in ("etth1", "etth2", "ettm1", "ettm2")},
+    **{name: forecaster(benchmark_features) for name in benchmarks.BENCHMARKS},
     "stock": forecaster(stock_features, business_days, stock_closes),
     "table": table_forecast,
     "stock-direction": classify_moves,

@@ -132,7 +132,9 @@ def run_worker(plan: SweepPlan, worker: int, timeout: float | None, gpu: str | N
     if gpu is not None:  # a fresh interpreter that has not touched CUDA yet, so the setting holds
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     stop_like_ctrl_c()  # spawned workers are stopped with SIGTERM (see run_workers)
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.workers))
+    # The cores this process may run on (a container's or `taskset`'s limit), not the machine's: two sweeps sharing
+    # a machine, each assuming all of it, oversubscribe the cores and run ~10x slower (measured, benchmarks/scale.py).
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // plan.workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(plan, worker)
     with warnings.catch_warnings():
