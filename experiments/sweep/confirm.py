@@ -8,7 +8,9 @@ scores are reported beside, mean and spread, and never take part in the choice. 
 is its best logged epoch of the sweep's metric, which is the checkpoint it was tested with, as for a trial.
 
 Crash-safe like the trials: a re-run of the sweep with the same --study reuses every FINISHED confirm run, closes
-one left RUNNING by a killed process as KILLED, and retrains only what is missing.
+one left RUNNING by a killed process as KILLED, and retrains only what is missing. The confirmation runs in the
+process that started the sweep, after its workers, one run at a time and outside --timeout; when several machines
+sweep one study, pass --confirm to one of them only (another would take its running confirm runs for killed ones).
 """
 
 import math
