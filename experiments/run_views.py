@@ -117,7 +117,7 @@ def ranked(table: pd.DataFrame, metric: str, top: int) -> tuple[pd.DataFrame, st
     column = f"metrics.{metric}"
     if column in table and table[column].notna().any():
         table = table.sort_values(column, ascending=metric_mode(metric) == "min", na_position="last", kind="stable")
-        order = f"best {metric} first"
+        order = f"ranked by {metric}, best first"
     else:
         table = table.sort_values("started", ascending=False, kind="stable")
         order = f"newest first (no run has {metric}; choose one with --metric)"
@@ -137,10 +137,12 @@ def sweep_metric(sweep: str | None, tracking_uri: str | None) -> str | None:
 
 
 def validation_metric(table: pd.DataFrame, preferred: str | None) -> str:
-    """What `stw runs` ranks by when not told: `preferred` (a sweep's objective), else the first validation metric
-    of DEFAULT_RANKING any listed run has; never a test metric."""
-    for name in (preferred, *DEFAULT_RANKING):
-        if name and f"metrics.{name}" in table and table[f"metrics.{name}"].notna().any():
+    """What `stw runs` ranks by when not told: a sweep's objective `preferred` at each run's tested checkpoint
+    (best_<objective>, logged by experiments.train), or as last logged; else the first validation metric of
+    DEFAULT_RANKING any listed run has; never a test metric."""
+    chosen = [f"best_{preferred}", preferred] if preferred else []
+    for name in (*chosen, *DEFAULT_RANKING):
+        if f"metrics.{name}" in table and table[f"metrics.{name}"].notna().any():
             return name
     return preferred or DEFAULT_RANKING[0]
 

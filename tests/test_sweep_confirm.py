@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from datamodules.errors import ConfigError
 from datamodules.specs import ForecastSpec
-from datamodules.windows import WindowDataset, batch_loader
+from datamodules.windows import WindowDataset, batch_loader, rank_block
 from experiments.config import config_from_dict, parse_run_args
 from experiments.run_views import ranked, validation_metric
 from experiments.sweep.cli import build_plan, sweep_parser
@@ -23,7 +23,7 @@ from experiments.sweep.confirm import Confirmed, choose, confirm_text, confirmat
 from experiments.sweep.driver import run_sweep
 from experiments.sweep.report import counterpart_on_test, summary_text
 from lightning_modules.forecast_training import ForecastingModule
-from lightning_modules.val_windows import block_borders
+from lightning_modules.val_windows import BlockMSE, block_borders
 
 
 class RepeatLast(nn.Module):
@@ -66,6 +66,34 @@ def test_block_scores_and_their_mean_equal_a_hand_computation_from_the_predictio
     assert logged["val_mse_windows"] == pytest.approx(np.mean(by_block), rel=1e-6)
     assert logged["val_mse"] == pytest.approx(squared.mean(), rel=1e-6)  # the pooled score weighs blocks by size
     assert logged["val_mse_windows"] != pytest.approx(logged["val_mse"], rel=1e-3)
+
+
+def test_data_parallel_shares_of_the_validation_windows_add_up_to_one_process_scores() -> None:
+    # Each rank scores its contiguous block (rank_block) from the right window index; the summed states agree.
+    torch.manual_seed(0)
+    pred, y = torch.randn(23, 2, 3), torch.randn(23, 2, 3)
+    whole = BlockMSE(4)
+    whole.update(pred, y, 0, 23)
+    shares = [BlockMSE(4) for _ in range(3)]
+    for rank, share in enumerate(shares):
+        block = rank_block(23, (rank, 3))
+        share.update(pred[block.start : block.stop], y[block.start : block.stop], block.start, 23)
+    summed = shares[0]  # as a data-parallel sync does: every state summed over the ranks
+    summed.squared, summed.count = sum(s.squared for s in shares), sum(s.count for s in shares)
+    assert torch.allclose(summed.compute(), whole.compute())
+    assert summed.count.tolist() == [5 * 6, 6 * 6, 6 * 6, 6 * 6]  # windows of each block x (steps x targets)
+
+
+def test_validation_cut_short_of_a_block_is_refused_by_name() -> None:
+    series = torch.arange(40, dtype=torch.float32)[:, None]  # 36 windows in blocks of 12; 2 batches of 4 reach 8
+    spec = ForecastSpec("values", 3, 2, ["a"], ["a"], [0], 4)
+    module = ForecastingModule(parse_run_args(["--data", "ett", "--model", "linear", "task.val_windows=3"]), spec)
+    module.model = RepeatLast()
+    loader = batch_loader(WindowDataset(series, series, 3, 2), batch_size=4, split="val")
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         limit_val_batches=2)  # fmt: skip
+    with pytest.raises(ConfigError, match="validation block 2 of task.val_windows=3 got no windows"):
+        trainer.validate(module, dataloaders=loader, verbose=False)
 
 
 def test_the_windows_score_is_a_monitor_only_with_several_blocks() -> None:
@@ -131,10 +159,14 @@ def test_stw_runs_ranks_by_a_validation_metric_unless_told_otherwise() -> None:
                           "metrics.test_mse": [0.1, 0.6, 0.2]})  # fmt: skip
     metric = validation_metric(found, None)
     table, summary = ranked(found, metric, 0)
-    assert metric == "val_mse" and list(table["run_id"]) == ["b", "c", "a"] and "best val_mse first" in summary
+    assert (
+        metric == "val_mse" and list(table["run_id"]) == ["b", "c", "a"] and "ranked by val_mse, best first" in summary
+    )
     assert {"val_mse", "test_mse"} <= set(table.columns)  # the test score is shown beside
-    assert validation_metric(found.assign(**{"metrics.val_mse_windows": [0.2, 0.9, 0.5]}), "val_mse_windows") == (
-        "val_mse_windows")  # a sweep's own objective first  # fmt: skip
+    windows = found.assign(**{"metrics.val_mse_windows": [0.2, 0.9, 0.5]})
+    assert validation_metric(windows, "val_mse_windows") == "val_mse_windows"  # a sweep's own objective first
+    tested = windows.assign(**{"metrics.best_val_mse_windows": [0.1, 0.8, 0.4]})
+    assert validation_metric(tested, "val_mse_windows") == "best_val_mse_windows"  # at each run's tested checkpoint
     assert list(ranked(found, "test_mse", 0)[0]["run_id"]) == ["a", "c", "b"]  # only when asked
 
 
@@ -172,6 +204,8 @@ def test_confirm_retrains_the_top_configurations_with_extra_seeds_nested_and_pic
         source = next(t for t in top if str(t.number) == run.data.tags["stw.confirms_trial"])
         assert run.data.tags["stw.confirms_run"] == source.user_attrs["mlflow_run_id"]
         assert run.data.params["task.val_windows"] == "2" and "val_mse_w2" in run.data.metrics
+        history = client.get_metric_history(run.info.run_id, "val_mse_windows")
+        assert run.data.metrics["best_val_mse_windows"] == pytest.approx(min(m.value for m in history))
     # The choice, recomputed from the runs' own validation histories: best mean over the original and extra seeds.
     val = {t.number: [t.value] + [min(m.value for m in client.get_metric_history(r.info.run_id, "val_mse_windows"))
                                   for r in confirms if r.data.tags["stw.confirms_trial"] == str(t.number)]
