@@ -105,8 +105,11 @@ def runs_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--sweep", default=None, metavar="PARENT_RUN_ID", help="list the trials of this sweep")
     parser.add_argument("--top", type=int, default=10, help="show the best N runs; 0 shows all (default: 10)")
-    parser.add_argument("--metric", default="test_mse",
-                        help="rank by this metric, in its own direction (losses ascending, scores descending; default: test_mse)")  # fmt: skip
+    parser.add_argument("--metric", default=None,
+                        help="rank by this metric, in its own direction (losses ascending, scores descending; default: "
+                             "a validation metric: a sweep's own objective, else the first of "
+                             "val_mse, val_f1, val_loss that the runs have). Test scores are shown beside; "
+                             "ranking by one (--metric test_mse) is choosing on the test set")  # fmt: skip
     parser.add_argument(
         "--format", choices=["table", "csv", "json"], default="table", help="output format (default: table)"
     )

@@ -25,6 +25,7 @@ from lightning_modules import TASKS
 from lightning_modules.families import FAMILIES, resolve_family
 from lightning_modules.optim import OptimConfig
 from lightning_modules.stems import stem_options
+from lightning_modules.val_windows import WINDOWS_METRIC
 
 DEFAULT_DATA, DEFAULT_MODEL = "ett", "linear"
 
@@ -243,6 +244,7 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optim.weight_decay": (lambda v: v >= 0, "0 or more"),
     "optim.gamma": (lambda v: v > 0, "greater than 0"),
     "optim.step_size": (lambda v: v >= 1, "at least 1"),
+    "task.val_windows": (lambda v: v >= 1, "at least 1 (1: one validation score over the whole period)"),
 }
 
 
@@ -258,6 +260,9 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     if config["trainer"]["monitor"] not in monitorable:
         raise ConfigError(f"trainer.monitor={config['trainer']['monitor']!r} is not a metric this task logs on "
                           f"validation; choose one of: {', '.join(monitorable)}")  # fmt: skip
+    if config["trainer"]["monitor"] == WINDOWS_METRIC and flat.get("task.val_windows", 1) < 2:
+        raise ConfigError(f"trainer.monitor={WINDOWS_METRIC} needs task.val_windows=K with K >= 2 validation blocks "
+                          f"to average; got task.val_windows={flat.get('task.val_windows', 1)}")  # fmt: skip
     check_device_options(config["trainer"])
     family, overrides = resolve_family(config["model"]["family"])
     FAMILIES[family].config(**{**overrides, **{k: v for k, v in config["model"].items() if k != "family"}})

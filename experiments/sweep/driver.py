@@ -27,6 +27,7 @@ from experiments import tracking
 from experiments.config import config_from_dict, datamodule_for
 from experiments.devices import worker_gpu
 from experiments.interrupts import stop_like_ctrl_c
+from experiments.sweep.confirm import confirm
 from experiments.sweep.report import report_sweep
 from experiments.sweep.space import deep_merge, nest, sample_overrides
 from experiments.sweep.study import FINISHED, SweepPlan, close_trial_run, failures, open_study, trial_run_id
@@ -265,6 +266,8 @@ def run_sweep(plan: SweepPlan) -> tuple[optuna.Study, str]:
         plan.parent_run_id = parent.run_id
         close_orphaned_runs(client, plan, study)
         run_until_done(plan)
+        if plan.confirm:
+            confirm(client, plan, open_study(plan))
         report_sweep(client, plan, open_study(plan))
     return open_study(plan), plan.parent_run_id
 
