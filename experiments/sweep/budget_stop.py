@@ -18,10 +18,11 @@ class BudgetStop(Callback):
     def __init__(self, sweep_stop: float | None, trial_stop: float | None) -> None:
         self.stops = sorted((at, why) for at, why in ((sweep_stop, SWEEP_CUT), (trial_stop, TRIAL_CUT)) if at)
         self.cut_by: str | None = None
+        self.cut_at: float | None = None  # time.time() of the cut: what closing the trial took is measured from it
 
     def _check(self, trainer: Any) -> None:
         if self.cut_by is None and self.stops and time.time() >= self.stops[0][0]:
-            self.cut_by = self.stops[0][1]
+            self.cut_by, self.cut_at = self.stops[0][1], time.time()
             trainer.should_stop = True
 
     def on_train_batch_end(self, trainer: Any, *args: Any) -> None:

@@ -55,8 +55,9 @@ def sweep_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=float,
         default=None,
-        help="wall-clock budget of the whole sweep in seconds: no trial starts after it, and running trials stop "
-        "training when 5%% of it is left, test their best checkpoint so far and are recorded (tag stw.cut_by)",
+        help="wall-clock budget of the whole sweep in seconds: running trials stop training when the time to close "
+        "is left (5%%, at least 20 s, at most a quarter), test their best checkpoint so far and are recorded "
+        "(tag stw.cut_by); no trial starts after that",
     )
     parser.add_argument(
         "--trial-timeout",

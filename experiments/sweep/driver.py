@@ -115,7 +115,7 @@ class Objective:
                 run_name=f"trial-{trial.number}-{config['model']['family']}",
             )
         except optuna.TrialPruned as pruned:
-            self._mark(trial, "PRUNED", budget.cut_by)
+            self._mark(trial, "PRUNED", budget)
             if budget.cut_by:
                 trial.set_user_attr("error", str(pruned))  # the reason a cut trial has no score
             raise
@@ -123,14 +123,16 @@ class Objective:
             trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:2000])
             self._mark(trial, "FAIL")
             raise
-        self._mark(trial, "COMPLETE", budget.cut_by)
+        self._mark(trial, "COMPLETE", budget)
         for name, value in final_metrics(result.metrics).items():
             trial.set_user_attr(name, value)
         return result.best_score
 
-    def _mark(self, trial: optuna.Trial, state: str, cut_by: str | None = None) -> None:
+    def _mark(self, trial: optuna.Trial, state: str, budget: BudgetStop | None = None) -> None:
+        cut_by = budget.cut_by if budget else None
         if cut_by:
             trial.set_user_attr("cut_by", cut_by)
+            trial.set_user_attr("cut_at", budget.cut_at)
         if run_id := trial_run_id(self.client, self.plan, trial):
             self.client.set_tag(run_id, Tag.TRIAL_STATE, state)
             if cut_by:
@@ -266,14 +268,14 @@ def run_sweep(plan: SweepPlan) -> tuple[optuna.Study, str]:
     study = open_study(plan)
     fail_stale_trials(study)
     plan.first_trial = len(study.get_trials(deepcopy=False))
-    if plan.recipes:
-        queue_recipes(plan, study)
     tags = sweep_tags(plan, base_fingerprint(plan))
     parent_id = existing_parent(client, plan, experiment_id)
     if parent_id:
         check_parent_matches(client, plan, parent_id)
     else:
         parent_id = claim_parent(client, plan, experiment_id, tags)
+    if plan.recipes:  # after the parent check, which counts the trials the store holds
+        queue_recipes(plan, study)
     with TrackedRun(plan.tracking_uri, plan.data, f"sweep-{plan.study}", tags, resume_run_id=parent_id) as parent:
         plan.parent_run_id = parent.run_id
         close_orphaned_runs(client, plan, study)
