@@ -17,6 +17,7 @@ from experiments.sweep.cli import build_plan, sweep_parser
 from experiments.sweep.driver import run_sweep
 from experiments.sweep.recipes import enqueue_recipes, recipe_params, recipe_problems, recipes_for
 from experiments.sweep.space import load_space, sample_overrides
+from experiments.sweep.study import make_pruner
 from experiments.tracking import Tag
 
 TINY_ETT = ["data.horizon=24", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
@@ -88,6 +89,28 @@ def test_the_ett_space_draws_no_recurrence_that_costs_minutes_per_epoch():
         assert drawn["model.bidirectional"] is False and drawn["model.hidden_size"] <= 64
         assert drawn["data.lookback"] <= 336
         study.tell(trial, 0.0)
+
+
+@pytest.mark.parametrize("name", ["hyperband", "halving"])
+def test_the_multi_fidelity_pruners_count_epochs_and_stop_bad_trials_at_their_rungs(name):
+    """Trials report once per epoch (step 0..max_epochs-1): rungs at 1 and 3 epochs of a 6-epoch sweep."""
+    study = optuna.create_study(pruner=make_pruner(name, max_epochs=6), sampler=optuna.samplers.RandomSampler(0))
+    last_steps = {}
+    for _ in range(30):
+        trial = study.ask()
+        quality = trial.suggest_float("x", 0, 1)
+        step = 0
+        for step in range(6):
+            trial.report(quality + 1 / (step + 1), step)
+            if trial.should_prune():
+                study.tell(trial, state=TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, quality)
+        last_steps[trial.number] = step
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned and {last_steps[t.number] for t in pruned} <= {1, 3}
+    assert study.best_trial.state == TrialState.COMPLETE and last_steps[study.best_trial.number] == 5
 
 
 def test_the_default_trial_timeout_is_three_fair_shares_with_a_floor():
