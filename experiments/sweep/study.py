@@ -49,6 +49,10 @@ class SweepPlan:
     trial_timeout: float | None = None  # seconds a trial may take (experiments/sweep/budget.py)
     recipes: bool = True  # queue the space's recipes first (experiments/sweep/recipes.py)
     started: float = 0.0  # time.time() when this sweep started: its --timeout counts from here
+    confirm: int = (
+        0  # top configurations retrained with `seeds` extra seeds after the search (experiments/sweep/confirm.py)
+    )
+    seeds: int = 2
     first_trial: int = 0  # number of the first trial this sweep (not an earlier run of the study) started
     parent_run_id: str = ""
     extra_tags: dict[str, str] = field(default_factory=dict)
