@@ -45,6 +45,8 @@ class Tag:
     STUDY = "stw.study"
     TRIAL_NUMBER = "stw.trial_number"
     TRIAL_STATE = "stw.trial_state"
+    RECIPE = "stw.recipe"  # the search space's recipe a trial ran (experiments/sweep/recipes.py)
+    CUT_BY = "stw.cut_by"  # the time budget that stopped a trial's training: sweep_timeout or trial_timeout
     REPRODUCES = "stw.reproduces"
     REPRODUCE_ALLOWED = "stw.reproduce_allowed"
     BEST_RUN_ID = "stw.best_run_id"

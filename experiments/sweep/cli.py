@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from experiments import tracking
+from experiments.sweep.budget import TRIAL_FLOOR_S, TRIAL_SHARE, default_trial_timeout
 
 if TYPE_CHECKING:
     from experiments.sweep.study import SweepPlan
@@ -53,7 +54,27 @@ def sweep_parser() -> argparse.ArgumentParser:
         default=6,
         help="the study's target of finished (complete or pruned) trials; a resumed study runs the rest (default: %(default)s)",
     )
-    parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="wall-clock budget of the whole sweep in seconds: running trials stop training when the time to close "
+        "is left (5%%, at least 20 s, at most a quarter), test their best checkpoint so far and are recorded "
+        "(tag stw.cut_by); no trial starts after that",
+    )
+    parser.add_argument(
+        "--trial-timeout",
+        type=float,
+        default=None,
+        help="seconds one trial may take, cut the same way (tag stw.cut_by=trial_timeout); default with --timeout: "
+        f"{TRIAL_SHARE:g} x timeout x workers / trials, at least {TRIAL_FLOOR_S:g} s; none without --timeout",
+    )
+    parser.add_argument(
+        "--no-recipes",
+        dest="recipes",
+        action="store_false",
+        help="do not start with the search space's known recipes (its recipes: section)",
+    )
     parser.add_argument(
         "--study", default=None, help="study name; an existing name resumes it (default: <data>-<time>)"
     )
@@ -65,7 +86,13 @@ def sweep_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default: 1)")
     parser.add_argument("--sampler", choices=["tpe", "random", "cmaes"], default="tpe")
-    parser.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
+    parser.add_argument(
+        "--pruner",
+        choices=["median", "hyperband", "halving", "none"],
+        default="median",
+        help="median: stop a trial below the median of earlier ones at the same epoch; hyperband / halving "
+        "(successive halving): multi-fidelity over epochs, rungs at 1, 3, 9... epochs (default: %(default)s)",
+    )
     parser.add_argument(
         "--metric",
         default=None,
@@ -159,6 +186,8 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
         )
     if args.timeout is not None and args.timeout <= 0:
         raise ConfigError(f"--timeout must be a number of seconds above 0, got {args.timeout:g}")
+    if args.trial_timeout is not None and args.trial_timeout <= 0:
+        raise ConfigError(f"--trial-timeout must be a number of seconds above 0, got {args.trial_timeout:g}")
     if args.max_failures is not None and args.max_failures < 1:
         raise ConfigError(f"--max-failures must be at least 1, got {args.max_failures}")
     if args.storage:
@@ -200,6 +229,8 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
         workers=args.workers,
         quiet=args.quiet,
         max_failures=args.max_failures if args.max_failures is not None else max(3, args.trials),
+        trial_timeout=args.trial_timeout or default_trial_timeout(args.timeout, args.workers, args.trials),
+        recipes=args.recipes,
         confirm=args.confirm,
         seeds=args.seeds,
     )

@@ -42,7 +42,8 @@ def counterpart_on_test(metric: str) -> str:
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, family, objective, test metrics, duration, MLflow run ID."""
+    """One row per trial: number, state, family, recipe, objective, test metrics, duration, the budget that cut it
+    (if one did), MLflow run ID."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
         if trial.user_attrs.get("surplus"):  # started after the target was reached; never trained
@@ -57,10 +58,12 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
                 "trial": trial.number,
                 "state": trial.state.name,
                 "family": trial.params.get("family"),
+                "recipe": trial.user_attrs.get("recipe"),
                 "value": trial.value,
                 "test_mse": trial.user_attrs.get("test_mse"),
                 "skill_vs_best_naive": trial.user_attrs.get("skill_vs_best_naive"),
                 "seconds": duration,
+                "cut_by": trial.user_attrs.get("cut_by"),
                 "run_id": trial.user_attrs.get("mlflow_run_id"),
                 "error": trial.user_attrs.get("error"),
             }
