@@ -172,7 +172,7 @@ def _import_fix(plugin: Plugin, error: Exception) -> str:
         return (f"fix or reinstall the package {plugin.distribution}, or remove it (pip uninstall "
                 f"{plugin.distribution}) to run stw without it")  # fmt: skip
     top = plugin.module.partition(":")[0]
-    if isinstance(error, ModuleNotFoundError) and error.name and top.startswith(error.name):
+    if isinstance(error, ModuleNotFoundError) and error.name and f"{top}.".startswith(f"{error.name}."):
         return (f"no module {top!r} on PYTHONPATH or in the current directory ({os.getcwd()}): check the name, or add "
                 "the folder holding it to PYTHONPATH")  # fmt: skip
     return f"run `python -c 'import {top}'` to see the error on its own, and fix the module"
