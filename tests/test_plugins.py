@@ -105,7 +105,8 @@ def example_words(monkeypatch) -> tuple[list[str], str]:
     run records: the distribution when installed (its entry points load it), the module otherwise."""
     if not example_installed():
         monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
-    return ["--plugin", "stw_example_plugin"], f"{EXAMPLE_DIST}==0.1.0" if example_installed() else "stw_example_plugin"
+        return ["--plugin", "stw_example_plugin"], "stw_example_plugin"
+    return ["--plugin", "stw_example_plugin"], f"{EXAMPLE_DIST}=={metadata.version(EXAMPLE_DIST)}"
 
 
 def only_run(uri: str, experiment: str, role: str | None = None):
