@@ -18,7 +18,8 @@ def register_dataset(name: str):
 
 def dataset_class(name: str) -> type[StwDataModule]:
     if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; registered datasets: {', '.join(sorted(DATASETS))}")
+        raise DataError(f"unknown dataset {name!r}; registered datasets: {', '.join(sorted(DATASETS))} (your own "
+                        "datasets come in through plugins: see --plugin in `stw --help`)")  # fmt: skip
     return DATASETS[name]
 
 

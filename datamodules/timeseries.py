@@ -228,6 +228,12 @@ class WindowedSeriesDataModule(StwDataModule):
         """The target channel plots and return metrics are about (ForecastSpec.main_target); None: the first."""
         return None
 
+    def features_from_files(self, paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Inputs and targets of new files in this dataset's format, as `load_features` gives them: what
+        `stw predict` reads for a dataset without its own predictor (a plugin's)."""
+        raise DataError(f"the {type(self).__name__} dataset does not read new files, so stw predict cannot use its "
+                        "runs: it would need a features_from_files(paths) method")  # fmt: skip
+
     # --- LightningDataModule -----------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         # Unlike the base, files already there are checked too: a series file is refused unless it holds the

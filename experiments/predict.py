@@ -316,6 +316,16 @@ PREDICTORS: dict[str, Predictor] = {
 }
 
 
+def predictor_for(run_id: str, name: str, datamodule: StwDataModule) -> Predictor:
+    """The dataset's predictor; a dated-series dataset without one (a plugin's) is read by its features_from_files."""
+    if name in PREDICTORS:
+        return PREDICTORS[name]
+    if isinstance(datamodule, WindowedSeriesDataModule):
+        return forecaster(lambda paths, options: datamodule.features_from_files(paths))
+    raise RunError(f"run {run_id} trained on {name!r}, which stw predict does not handle yet; it handles "
+                   f"{', '.join(sorted(PREDICTORS))} and dated-series datasets that read files (features_from_files)")  # fmt: skip
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A Lightning checkpoint as tensors and plain data; refuses anything that would need code to unpickle."""
     try:
@@ -353,19 +363,15 @@ def predict_main(args: argparse.Namespace) -> int:
         run.require(CONFIG, PREPROCESSING, CHECKPOINT)
         config = run.config()
         name = config["data"]["name"]
-        if name not in PREDICTORS:
-            raise RunError(
-                f"run {run.run_id} trained on {name!r}, which stw predict does not handle yet; "
-                f"it handles {', '.join(sorted(PREDICTORS))}"
-            )
         datamodule = datamodule_for(config)
+        predictor = predictor_for(run.run_id, name, datamodule)
         if args.future and not isinstance(datamodule, WindowedSeriesDataModule):
             raise ConfigError(f"--future applies to runs on dated series (ett, stock, stock-direction, table); run "
                               f"{run.run_id} trained on {name!r}: leave --future out")  # fmt: skip
         datamodule.load_state_dict(run.json(PREPROCESSING))
         module = load_module(run.download(CHECKPOINT), datamodule.task)
         with torch.inference_mode():
-            table = PREDICTORS[name](datamodule, module, args.input, **({"future_only": True} if args.future else {}))
+            table = predictor(datamodule, module, args.input, **({"future_only": True} if args.future else {}))
     # Six significant digits: float32 forecasts carry about seven, and 12.524999618530273 is noise past them.
     table.to_csv(args.output, index=False, float_format="%.6g")
     print(f"wrote {len(table)} rows to {args.output} (run {args.run_id} on {name})")

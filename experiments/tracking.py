@@ -35,6 +35,7 @@ class Tag:
     GIT_DIRTY = "stw.git_dirty"
     VERSION = "stw.version."  # + package name
     FINGERPRINT = "stw.data_fingerprint"
+    PLUGINS = "stw.plugins"  # the plugins its dataset and family came from: dist==version, or a --plugin module
     SMOKE_CHECK = "stw.smoke_check"  # the dataset's reason why its test scores are not an evaluation
     DEVICE = "stw.device"  # the device type the run trained on: cpu, cuda or mps
     DEVICES = "stw.devices"  # how many of them, over all nodes: the data-parallel world size

@@ -28,6 +28,7 @@ from datamodules.windows import rank_seed
 from experiments import plots
 from experiments.config import datamodule_for, dump_config, flatten, metric_mode
 from experiments.devices import Placement, check_placement, is_worker_process, placement_tags
+from experiments.plugins import plugin_tags
 from experiments.task_reports import TASK_REPORTS
 from experiments.tracking import Tag, TrackedRun, pip_freeze, provenance_tags
 from lightning_modules import TASKS
@@ -148,7 +149,7 @@ def build_trainer(config: dict[str, Any], where: Placement, logger: MLFlowLogger
 
 def run_tags(config: dict[str, Any], parent_run_id: str | None, extra: dict[str, str]) -> dict[str, str]:
     tags = {Tag.DATA: config["data"]["name"], Tag.FAMILY: config["model"]["family"], Tag.SEED: str(config["seed"]),
-            **provenance_tags(), **extra}  # fmt: skip
+            **provenance_tags(), **plugin_tags(config["data"]["name"], [config["model"]["family"]]), **extra}  # fmt: skip
     if parent_run_id:
         tags[Tag.PARENT] = parent_run_id
     return tags

@@ -174,6 +174,7 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
     from datamodules.errors import ConfigError
     from experiments.config import config_from_dict, read_config_file
     from experiments.devices import check_placement
+    from experiments.plugins import explicit_modules
     from experiments.sweep.driver import SWEEP_DEFAULTS
     from experiments.sweep.space import deep_merge, load_space, nest
     from experiments.sweep.study import SweepPlan, default_storage
@@ -231,14 +232,13 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
         max_failures=args.max_failures if args.max_failures is not None else max(3, args.trials),
         trial_timeout=args.trial_timeout or default_trial_timeout(args.timeout, args.workers, args.trials),
         recipes=args.recipes,
+        plugins=explicit_modules(),
         confirm=args.confirm,
         seeds=args.seeds,
     )
 
 
-def sweep_main(argv: list[str]) -> int:
-    # key=value words may sit between options (`stw sweep a=1 --trials 5 b=2`), as with `stw train`.
-    args = sweep_parser().parse_intermixed_args(argv)
+def sweep_main(args: argparse.Namespace) -> int:
     from experiments.sweep.driver import run_sweep
     from experiments.sweep.report import summary_text
     from experiments.train import is_quiet

@@ -27,6 +27,7 @@ from experiments import tracking
 from experiments.config import config_from_dict, datamodule_for
 from experiments.devices import worker_gpu
 from experiments.interrupts import stop_like_ctrl_c
+from experiments.plugins import load_plugins, plugin_tags
 from experiments.sweep.budget import stop_time
 from experiments.sweep.budget_stop import BudgetStop
 from experiments.sweep.confirm import confirm
@@ -147,6 +148,7 @@ def run_worker(plan: SweepPlan, worker: int, timeout: float | None, gpu: str | N
     if gpu is not None:  # a fresh interpreter that has not touched CUDA yet, so the setting holds
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     stop_like_ctrl_c()  # spawned workers are stopped with SIGTERM (see run_workers)
+    load_plugins(plan.plugins)  # a spawned worker starts with the built-in registries only
     # The cores this process may run on (a container's or `taskset`'s limit), not the machine's: two sweeps sharing
     # a machine, each assuming all of it, oversubscribe the cores and run ~10x slower (measured, benchmarks/scale.py).
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // plan.workers))
@@ -259,7 +261,8 @@ def check_parent_matches(client: MlflowClient, plan: SweepPlan, parent_run_id: s
 def sweep_tags(plan: SweepPlan, fingerprint: str) -> dict[str, str]:
     return {Tag.ROLE: "sweep", Tag.STUDY: plan.study, "stw.storage": plan.storage, "stw.sampler": plan.sampler,
             "stw.pruner": plan.pruner, "stw.metric": plan.metric, "stw.families": ",".join(plan.families),
-            Tag.DATA: plan.data, Tag.FINGERPRINT: fingerprint, **tracking.provenance_tags(), **plan.extra_tags}  # fmt: skip
+            Tag.DATA: plan.data, Tag.FINGERPRINT: fingerprint, **tracking.provenance_tags(),
+            **plugin_tags(plan.data, plan.families), **plan.extra_tags}  # fmt: skip
 
 
 def run_sweep(plan: SweepPlan) -> tuple[optuna.Study, str]:

@@ -56,6 +56,7 @@ class SweepPlan:
     first_trial: int = 0  # number of the first trial this sweep (not an earlier run of the study) started
     parent_run_id: str = ""
     extra_tags: dict[str, str] = field(default_factory=dict)
+    plugins: list[str] = field(default_factory=list)  # --plugin/$STW_PLUGINS modules, imported again by each worker
 
     @property
     def sweep_stop(self) -> float | None:
