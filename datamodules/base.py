@@ -6,11 +6,13 @@ flat, printable, savable record. After `setup()` it reports the shapes a model n
 """
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.download import Source
 from datamodules.specs import Spec
 from datamodules.windows import batch_loader
 
@@ -72,6 +74,14 @@ class StwDataModule(pl.LightningDataModule):
     def fingerprint(self) -> dict[str, Any]:
         """sha256 of the raw files plus the shaping options (see datamodules.fingerprint)."""
         raise NotImplementedError
+
+    def source_files(self) -> list[Path]:
+        """The raw files the tensors are made from: what the fingerprint hashes, and a run's dataset source."""
+        raise NotImplementedError
+
+    def sources(self) -> dict[Path, Source]:
+        """The data files that have a known public source (fetched with `download=True`)."""
+        return {}
 
     @property
     def spec(self) -> Spec:

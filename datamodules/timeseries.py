@@ -332,6 +332,9 @@ class WindowedSeriesDataModule(StwDataModule):
     def fingerprint(self) -> dict[str, Any]:
         return fingerprint(self.data_files(), self.shaping_options())
 
+    def source_files(self) -> list[Path]:
+        return self.data_files()
+
     # --- checks ------------------------------------------------------------------------------------------------
     def _require_files(self) -> None:
         sources = self.sources()

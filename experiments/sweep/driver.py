@@ -27,6 +27,7 @@ from experiments import tracking
 from experiments.config import config_from_dict, datamodule_for
 from experiments.devices import worker_gpu
 from experiments.interrupts import stop_like_ctrl_c
+from experiments.run_names import run_name
 from experiments.sweep.report import report_sweep
 from experiments.sweep.space import deep_merge, nest, sample_overrides
 from experiments.sweep.study import FINISHED, SweepPlan, close_trial_run, failures, open_study, trial_run_id
@@ -106,7 +107,7 @@ class Objective:
                 callbacks=tuple(callbacks),
                 tags=tags,
                 finished_on=(optuna.TrialPruned,),
-                run_name=f"trial-{trial.number}-{config['model']['family']}",
+                run_name=run_name(config, prefix=f"trial-{trial.number}-"),
             )
         except optuna.TrialPruned:
             self._mark(trial, "PRUNED")
