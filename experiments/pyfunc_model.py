@@ -96,9 +96,7 @@ class StwPyfuncModel(mlflow.pyfunc.PythonModel):
         preprocessing = json.loads(files["preprocessing"].read_text())
         self.datamodule, self.module = with_trained_model(datamodule_for(config), preprocessing, files["checkpoint"])
 
-    # model_input is left unannotated: MLflow reads a type hint as the model's signature and warns on any that is
-    # not a list[...], while the signature here is inferred from a real input example.
-    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:  # noqa: ANN001
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         return predict_raw(self.name, self.datamodule, self.module, model_input)
 
 
