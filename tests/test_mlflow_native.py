@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from experiments.cli import main
 from experiments.config import parse_run_args
+from experiments.dataset_inputs import source
 from experiments.run_names import MAX_NAME, run_description, run_name
 
 pytestmark = pytest.mark.slow
@@ -68,10 +69,13 @@ def test_each_split_is_a_dataset_input_named_after_the_data_with_the_fingerprint
     assert json.loads(inputs["test"].profile)["items"] > 0
 
 
-def test_a_file_without_a_published_source_is_a_local_dataset_source(logged, shared_data):
-    [dataset, *_] = [item.dataset for item in logged.client.get_run(logged.sms).inputs.dataset_inputs]
-    assert dataset.name == "sms" and dataset.source_type == "local"
-    assert Path(json.loads(dataset.source)["uri"]) == (shared_data / "text" / "SMSSpamCollection").resolve()
+def test_a_source_is_the_published_url_else_the_local_file_or_the_folder_of_several(tmp_path):
+    spy, aapl = tmp_path / "stock" / "spy.us.txt", tmp_path / "stock" / "aapl.us.txt"
+    url = "https://example.org/spy.us.txt"
+    assert source([spy], {spy: url}) == ("http", json.dumps({"url": url}))
+    assert source([spy], {}) == ("local", json.dumps({"uri": str(spy)}))
+    # Several files (one per ticker) have no single URL: their folder, with each file in the profile.
+    assert source([spy, aapl], {spy: url}) == ("local", json.dumps({"uri": str(tmp_path / "stock")}))
 
 
 def test_a_finished_run_has_its_model_as_a_logged_model_with_a_signature_and_an_example(logged, default_store):
