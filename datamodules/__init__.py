@@ -31,9 +31,11 @@ def build_datamodule(name: str, options: dict | DataOptions | None = None) -> St
 
 # One line per dataset module; importing it registers it.
 from datamodules import (
+    benchmarks,
     ett,
     stock,
     stock_direction,
+    table,
     text,
     video,
 )

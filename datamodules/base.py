@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.download import Source
+from datamodules.download import Source, fetch_missing
 from datamodules.specs import Spec
 from datamodules.windows import batch_loader
 
@@ -58,6 +58,14 @@ class StwDataModule(pl.LightningDataModule):
         super().__init__()
         self.options = options
 
+    def sources(self) -> dict[Path, Source]:
+        """The data files that have a known public source, for `download=True`."""
+        return {}
+
+    def prepare_data(self) -> None:
+        if self.options.download:
+            fetch_missing(self.sources())
+
     def train_dataloader(self) -> DataLoader:
         return batch_loader(self.datasets["train"], self.options.batch_size, "train", seed=self.options.shuffle_seed)
 
@@ -78,10 +86,6 @@ class StwDataModule(pl.LightningDataModule):
     def source_files(self) -> list[Path]:
         """The raw files the tensors are made from: what the fingerprint hashes, and a run's dataset source."""
         raise NotImplementedError
-
-    def sources(self) -> dict[Path, Source]:
-        """The data files that have a known public source (fetched with `download=True`)."""
-        return {}
 
     @property
     def spec(self) -> Spec:

@@ -46,6 +46,9 @@ PREDICT_FORMATS = """input and output, per dataset (the run's fitted preprocessi
                 stock  <ticker>_close_log_return_forecast and _actual (the day's log return of the close),
                        <ticker>_close_price_forecast (the window end's close compounded by the forecast log
                        returns: close * exp(r_1 + ... + r_step)) and <ticker>_close_price_actual
+  table       one CSV or Parquet file with the run's date column, targets and inputs, at the run's frequency
+              (data.fill applies as in training). Output as for ett: window_end, step, timestamp (past the
+              file's end, the run's frequency continued), <target>_forecast, <target>_actual.
   stock-direction
               price files as for stock. Output: window_end, move_end (the business day whose close is compared
               with window_end's), label (up or down), prob_down, prob_up; --future: the last window only.
@@ -102,8 +105,11 @@ def runs_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--sweep", default=None, metavar="PARENT_RUN_ID", help="list the trials of this sweep")
     parser.add_argument("--top", type=int, default=10, help="show the best N runs; 0 shows all (default: 10)")
-    parser.add_argument("--metric", default="test_mse",
-                        help="rank by this metric, in its own direction (losses ascending, scores descending; default: test_mse)")  # fmt: skip
+    parser.add_argument("--metric", default=None,
+                        help="rank by this metric, in its own direction (losses ascending, scores descending; default: "
+                             "a validation metric: a sweep's own objective, else the first of "
+                             "val_mse, val_f1, val_loss that the runs have). Test scores are shown beside; "
+                             "ranking by one (--metric test_mse) is choosing on the test set")  # fmt: skip
     parser.add_argument(
         "--format", choices=["table", "csv", "json"], default="table", help="output format (default: table)"
     )

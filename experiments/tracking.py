@@ -42,7 +42,7 @@ class Tag:
     DEVICE_NAME = "stw.device_name"  # the GPU model, for CUDA runs
     ERROR = "stw.error"
     CLOSE_ERROR = "stw.close_error"  # what failed while the run was being closed (its artifacts or reports)
-    ROLE = "stw.role"  # "sweep" (a study's parent) or "trial"; a plain `stw train` run has none
+    ROLE = "stw.role"  # "sweep" (a study's parent), "trial" or "confirm"; a plain `stw train` run has none
     STUDY = "stw.study"
     TRIAL_NUMBER = "stw.trial_number"
     TRIAL_STATE = "stw.trial_state"
@@ -50,6 +50,10 @@ class Tag:
     REPRODUCE_ALLOWED = "stw.reproduce_allowed"
     BEST_RUN_ID = "stw.best_run_id"
     BEST_TRIAL = "stw.best_trial"
+    CONFIRMS_TRIAL = "stw.confirms_trial"  # a confirm run (role "confirm"): the trial whose config it retrains
+    CONFIRMS_RUN = "stw.confirms_run"  # ... and that trial's run ID
+    CHOSEN_TRIAL = "stw.chosen_trial"  # on a confirmed sweep's parent: the configuration with the best mean val score
+    CHOSEN_RUN_ID = "stw.chosen_run_id"
     PARENT = "mlflow.parentRunId"
     NOTE = "mlflow.note.content"  # the run's one-line description, shown by the MLflow UI
 

@@ -195,6 +195,7 @@ def run_training(
         with interrupts_as_keyboard_interrupt():
             trainer.fit(module, datamodule=datamodule)
             run.log_metric("fit_seconds", time.perf_counter() - started)
+            log_best_score(run, trainer, config)
             trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=not quiet)
         log_test_reports(run, datamodule, module, workdir, config)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -202,6 +203,14 @@ def run_training(
     best = trainer.checkpoint_callback.best_model_score
     best_score = float(best) if best is not None else float("nan")
     return RunResult(run.run_id, run.experiment_id, metrics, best_score, run.status)
+
+
+def log_best_score(run: TrackedRun, trainer: pl.Trainer, config: dict[str, Any]) -> None:
+    """`best_<monitor>`: the monitored validation score of the checkpoint the run is tested with, which the last
+    epoch's `<monitor>` is not once training went past its best; what a sweep's objective is, and ranks by."""
+    best = trainer.checkpoint_callback.best_model_score
+    if best is not None:
+        run.log_metric(f"best_{config['trainer']['monitor']}", float(best))
 
 
 def seeded_datamodule(config: dict[str, Any]) -> StwDataModule:

@@ -20,6 +20,9 @@ EPILOG = """examples:
   stw sweep                                   a small default sweep on ETTh1 (a few minutes on 2 cores)
   stw sweep --families rnn,transformer --trials 40 --timeout 1800 --workers 2
   stw sweep --study my-study                  resume: completed trials are kept, crashed ones retried
+  stw sweep --val-windows 4 --confirm 3 --seeds 2
+                                              choose by the mean over 4 validation blocks, then retrain the top 3
+                                              with 2 more seeds each and keep the best mean
   stw sweep --space narrow.yaml optim.lr=0.001 trainer.max_epochs=20
                                               narrow the space from a file; key=value fixes a knob
 
@@ -67,6 +70,19 @@ def sweep_parser() -> argparse.ArgumentParser:
         "--metric",
         default=None,
         help="validation metric to optimise (default: val_mse for forecasting, val_f1 for classification)",
+    )
+    parser.add_argument(
+        "--val-windows", type=int, default=1, metavar="K",
+        help="forecasting: score validation in K consecutive blocks of windows (task.val_windows) and optimise "
+        "their mean, val_mse_windows, unless --metric says otherwise (default: 1, one score over the period)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--confirm", type=int, default=0, metavar="K",
+        help="after the search, retrain the top K configurations with --seeds extra seeds each and choose the one "
+        "with the best mean validation score (default: 0, no confirmation)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seeds", type=int, default=2, metavar="S", help="extra seeds per confirmed configuration (default: 2)"
     )
     parser.add_argument("--config", type=Path, default=None, help="base run config (YAML) every trial starts from")
     parser.add_argument(
@@ -135,6 +151,7 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
     from experiments.sweep.space import deep_merge, load_space, nest
     from experiments.sweep.study import SweepPlan, default_storage
     from lightning_modules import TASKS
+    from lightning_modules.val_windows import WINDOWS_METRIC
 
     if args.trials < 1 or args.workers < 1:
         raise ConfigError(
@@ -146,16 +163,24 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
         raise ConfigError(f"--max-failures must be at least 1, got {args.max_failures}")
     if args.storage:
         check_storage_url(args.storage)
+    if args.val_windows < 1 or args.confirm < 0 or args.seeds < 1:
+        raise ConfigError(f"--val-windows and --seeds must be at least 1 and --confirm at least 0, got --val-windows "
+                          f"{args.val_windows} --confirm {args.confirm} --seeds {args.seeds}")  # fmt: skip
     task = TASKS[dataset_class(args.data).task]
+    if args.val_windows > 1 and WINDOWS_METRIC not in task.monitorable:
+        raise ConfigError(f"--val-windows applies to forecasting datasets; {args.data} is a {dataset_class(args.data).task} "
+                          "dataset: drop --val-windows")  # fmt: skip
     families = (
         [f.strip() for f in args.families.split(",") if f.strip()] if args.families else list(task.sweep_families)
     )
     fixed = _overrides(args.overrides)
+    if args.val_windows > 1:
+        fixed["task.val_windows"] = args.val_windows
     base_file = read_config_file(args.config) if args.config else {}
     base = deep_merge(deep_merge(SWEEP_DEFAULTS, base_file), nest({**fixed, "data.name": args.data}))
     for family in families:  # fail before the study starts: unknown family, typo in a key, devices it cannot use
         check_placement(config_from_dict(deep_merge(base, {"model": {"family": family}})))
-    metric = args.metric or task.sweep_metric
+    metric = args.metric or (WINDOWS_METRIC if args.val_windows > 1 else task.sweep_metric)
     return SweepPlan(
         data=args.data,
         families=families,
@@ -175,6 +200,8 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
         workers=args.workers,
         quiet=args.quiet,
         max_failures=args.max_failures if args.max_failures is not None else max(3, args.trials),
+        confirm=args.confirm,
+        seeds=args.seeds,
     )
 
 
@@ -197,6 +224,12 @@ def sweep_main(argv: list[str]) -> int:
         f" --tracking-uri {plan.tracking_uri}" if plan.tracking_uri != tracking.default_tracking_uri() else ""
     )
     print(summary_text(study, plan, ui))
+    if plan.confirm:
+        from mlflow.tracking import MlflowClient
+
+        from experiments.sweep.confirm import confirm_text, confirmation
+
+        print(confirm_text(confirmation(MlflowClient(plan.tracking_uri), plan, study), plan))
     print(
         f"sweep parent run: {parent}; resume or extend with: stw sweep --data {plan.data} --study {plan.study} --trials N"
     )

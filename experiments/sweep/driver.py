@@ -28,6 +28,7 @@ from experiments.config import config_from_dict, datamodule_for
 from experiments.devices import worker_gpu
 from experiments.interrupts import stop_like_ctrl_c
 from experiments.run_names import run_name
+from experiments.sweep.confirm import confirm
 from experiments.sweep.report import report_sweep
 from experiments.sweep.space import deep_merge, nest, sample_overrides
 from experiments.sweep.study import FINISHED, SweepPlan, close_trial_run, failures, open_study, trial_run_id
@@ -133,7 +134,9 @@ def run_worker(plan: SweepPlan, worker: int, timeout: float | None, gpu: str | N
     if gpu is not None:  # a fresh interpreter that has not touched CUDA yet, so the setting holds
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     stop_like_ctrl_c()  # spawned workers are stopped with SIGTERM (see run_workers)
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.workers))
+    # The cores this process may run on (a container's or `taskset`'s limit), not the machine's: two sweeps sharing
+    # a machine, each assuming all of it, oversubscribe the cores and run ~10x slower (measured, benchmarks/scale.py).
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // plan.workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(plan, worker)
     with warnings.catch_warnings():
@@ -264,6 +267,8 @@ def run_sweep(plan: SweepPlan) -> tuple[optuna.Study, str]:
         plan.parent_run_id = parent.run_id
         close_orphaned_runs(client, plan, study)
         run_until_done(plan)
+        if plan.confirm:
+            confirm(client, plan, open_study(plan))
         report_sweep(client, plan, open_study(plan))
     return open_study(plan), plan.parent_run_id
 

@@ -34,6 +34,13 @@ PLOTS = {
 }
 
 
+def counterpart_on_test(metric: str) -> str:
+    """The test score reported beside a validation metric: val_mse -> test_mse, val_f1 -> test_f1, and the
+    multi-window val_mse_windows -> test_mse (the test period is scored whole); val_loss -> test_mse."""
+    name = metric.removeprefix("val_").removeprefix("best_").removesuffix("_windows")
+    return "test_mse" if name == "loss" else f"test_{name}"
+
+
 def trials_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, family, objective, test metrics, duration, MLflow run ID."""
     rows = []
@@ -127,6 +134,9 @@ def summary_text(study: optuna.Study, plan: Any, ui_command: str) -> str:
         best = study.best_trial
         attrs = best.user_attrs
         lines.append(f"\nbest trial #{best.number} ({best.params.get('family')}): {plan.metric} = {best.value:.4f}")
+        test_name = counterpart_on_test(plan.metric)
+        if test_name in attrs:  # beside its validation score; the choice never looks at it
+            lines.append(f"  {test_name} = {attrs[test_name]:.4f} (test, shown beside: never used to choose or rank)")
         lines.append(f"  MLflow run: {attrs.get('mlflow_run_id')}")
         lines += [f"  on test it is {line}" for line in verdict_lines(attrs)]
         beats = [beats_best_naive(trial.user_attrs) for trial in completed]

@@ -45,6 +45,10 @@ class SweepPlan:
     workers: int = 1
     quiet: bool = False
     max_failures: int = 3
+    confirm: int = (
+        0  # top configurations retrained with `seeds` extra seeds after the search (experiments/sweep/confirm.py)
+    )
+    seeds: int = 2
     first_trial: int = 0  # number of the first trial this sweep (not an earlier run of the study) started
     parent_run_id: str = ""
     extra_tags: dict[str, str] = field(default_factory=dict)
