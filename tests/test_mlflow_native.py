@@ -15,6 +15,7 @@ from experiments.cli import main
 from experiments.config import parse_run_args
 from experiments.dataset_inputs import source
 from experiments.run_names import MAX_NAME, run_description, run_name
+from tests.tiny_runs import train_runs
 
 pytestmark = pytest.mark.slow
 
@@ -28,16 +29,9 @@ ETT_URL_END = "/ETT-small/ETTh1.csv"
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory, shared_data) -> SimpleNamespace:
     """One store with a tiny ETT run and a tiny SMS run."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlruns') / 'mlflow.db'}"
-    ids = {}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("STW_DATA_DIR", str(shared_data))
-        for name, words in (("ett", ETT), ("sms", SMS)):
-            assert main(["train", *words, "--tracking-uri", uri]) == 0
-            client = MlflowClient(uri)
-            [run] = client.search_runs([client.get_experiment_by_name(name).experiment_id])
-            ids[name] = run.info.run_id
-    return SimpleNamespace(uri=uri, client=MlflowClient(uri), **ids)
+    logged = train_runs(tmp_path_factory.mktemp("mlruns"), shared_data, {"ett": ETT, "sms": SMS})
+    logged.client = MlflowClient(logged.uri)
+    return logged
 
 
 @pytest.fixture()
