@@ -83,6 +83,10 @@ class StwDataModule(pl.LightningDataModule):
         """sha256 of the raw files plus the shaping options (see datamodules.fingerprint)."""
         raise NotImplementedError
 
+    def source_files(self) -> list[Path]:
+        """The raw files the tensors are made from: what the fingerprint hashes, and a run's dataset source."""
+        raise NotImplementedError
+
     @property
     def spec(self) -> Spec:
         """What a model needs to know about the tensors (see datamodules.specs)."""

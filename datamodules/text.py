@@ -499,7 +499,10 @@ class TextDataModule(StwDataModule):
         return {k: v for k, v in super().shaping_options().items() if k != "path"}
 
     def fingerprint(self) -> dict[str, Any]:
-        return fingerprint([self.path], self.shaping_options())
+        return fingerprint(self.source_files(), self.shaping_options())
+
+    def source_files(self) -> list[Path]:
+        return [self.path]
 
     def state_dict(self) -> dict[str, Any]:
         """The fitted tokenizer (word: its vocabulary list; bpe: its JSON) and the class names; JSON-serialisable."""

@@ -336,6 +336,9 @@ class WindowedSeriesDataModule(StwDataModule):
     def fingerprint(self) -> dict[str, Any]:
         return fingerprint(self.data_files(), self.shaping_options())
 
+    def source_files(self) -> list[Path]:
+        return self.data_files()
+
     # --- checks ------------------------------------------------------------------------------------------------
     def missing_file_fix(self, path: Path) -> str:
         """What to do about a data file that is not there, for the not-found error."""

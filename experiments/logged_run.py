@@ -97,7 +97,7 @@ class LoggedRun:
 
     def download(self, name: str) -> Path:
         self.folder = self.folder or Path(tempfile.mkdtemp(prefix="stw-run-artifacts-"))
-        with _no_progress_bar():
+        with no_progress_bar():
             return Path(self.client.download_artifacts(self.run_id, name, str(self.folder)))
 
     def text(self, name: str) -> str:
@@ -121,7 +121,7 @@ class LoggedRun:
 
 
 @contextmanager
-def _no_progress_bar() -> Iterator[None]:
+def no_progress_bar() -> Iterator[None]:
     """MLflow draws a progress bar per downloaded file; for a few small files it is only noise in the output."""
     saved = os.environ.get(PROGRESS_BAR_ENV)
     os.environ[PROGRESS_BAR_ENV] = "false"

@@ -255,6 +255,10 @@ def classify_texts(datamodule: StwDataModule, module: pl.LightningModule, paths:
     path = single_file(paths, MESSAGES)
     texts = text_lines(path)
     check_messages(path, texts, datamodule)
+    return classify_messages(datamodule, module, texts)
+
+
+def classify_messages(datamodule: StwDataModule, module: pl.LightningModule, texts: list[str]) -> pd.DataFrame:
     size = datamodule.options.batch_size
     # Encoded batch by batch, each padded to its own longest message, as the test batches were.
     probs = torch.cat(
@@ -354,6 +358,14 @@ def load_module(path: Path, task: str) -> pl.LightningModule:
     return module.eval()
 
 
+def with_trained_model(datamodule: StwDataModule, preprocessing: dict[str, Any],
+                       checkpoint: Path) -> tuple[StwDataModule, pl.LightningModule]:  # fmt: skip
+    """The run's datamodule given its fitted preprocessing, and its module with the checkpoint's weights: what
+    `stw predict` and the run's MLflow model both predict with."""
+    datamodule.load_state_dict(preprocessing)
+    return datamodule, load_module(checkpoint, datamodule.task)
+
+
 def predict_main(args: argparse.Namespace) -> int:
     args.input, args.output = [Path(path) for path in args.input], Path(args.output)
     for path in args.input:
@@ -368,8 +380,7 @@ def predict_main(args: argparse.Namespace) -> int:
         if args.future and not isinstance(datamodule, WindowedSeriesDataModule):
             raise ConfigError(f"--future applies to runs on dated series (ett, stock, stock-direction, table); run "
                               f"{run.run_id} trained on {name!r}: leave --future out")  # fmt: skip
-        datamodule.load_state_dict(run.json(PREPROCESSING))
-        module = load_module(run.download(CHECKPOINT), datamodule.task)
+        datamodule, module = with_trained_model(datamodule, run.json(PREPROCESSING), run.download(CHECKPOINT))
         with torch.inference_mode():
             table = predictor(datamodule, module, args.input, **({"future_only": True} if args.future else {}))
     # Six significant digits: float32 forecasts carry about seven, and 12.524999618530273 is noise past them.

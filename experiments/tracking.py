@@ -9,6 +9,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -57,6 +58,7 @@ class Tag:
     CHOSEN_TRIAL = "stw.chosen_trial"  # on a confirmed sweep's parent: the configuration with the best mean val score
     CHOSEN_RUN_ID = "stw.chosen_run_id"
     PARENT = "mlflow.parentRunId"
+    NOTE = "mlflow.note.content"  # the run's one-line description, shown by the MLflow UI
 
 
 # Metrics a run logs once, after testing; the per-epoch train_*/val_* curves are not among them.
@@ -223,6 +225,29 @@ class TrackedRun:
 
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
+
+    def log_inputs(self, datasets: list[Any]) -> None:
+        """mlflow.entities.DatasetInput records: the data the run read, for the UI's Dataset column."""
+        self.client.log_inputs(self.run_id, datasets=datasets)
+
+    def log_model(self, name: str, save: Callable[[Path, Any], None]) -> str:
+        """An MLflow LoggedModel linked to this run as its output, so `runs:/<run>/<name>` and the UI's Models column
+        find it; `save(folder, mlflow_model)` writes the model there (e.g. mlflow.pyfunc.save_model). Done with this
+        run's client, not mlflow.<flavor>.log_model, which would resolve the store and experiment from the
+        process-wide defaults rather than this run's. Returns the model's ID."""
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+        from mlflow.models import Model
+
+        model = self.client.create_logged_model(self.experiment_id, name=name, source_run_id=self.run_id,
+                                                params={key: str(value) for key, value in self.params.items()})  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="stw-model-") as tmp:
+            folder = Path(tmp) / name
+            save(folder, Model(artifact_path=model.artifact_location, run_id=self.run_id, model_uuid=model.model_id,
+                               model_id=model.model_id))  # fmt: skip
+            self.client.log_model_artifacts(model.model_id, str(folder))
+        self.client.log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step=0)])
+        self.client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        return model.model_id
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> bool:
         if error is None or isinstance(error, self.finished_on):

@@ -22,11 +22,12 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 
-from datamodules import StwDataModule
+from datamodules import StwDataModule, dataset_class
 from datamodules.errors import ConfigError
 from datamodules.windows import rank_seed
-from experiments import plots
+from experiments import plots, run_names
 from experiments.config import datamodule_for, dump_config, flatten, metric_mode
+from experiments.dataset_inputs import dataset_inputs
 from experiments.devices import Placement, check_placement, is_worker_process, placement_tags
 from experiments.plugins import plugin_tags
 from experiments.task_reports import TASK_REPORTS
@@ -155,10 +156,6 @@ def run_tags(config: dict[str, Any], parent_run_id: str | None, extra: dict[str,
     return tags
 
 
-def default_run_name(config: dict[str, Any]) -> str:
-    return f"{config['model']['family']}-seed{config['seed']}"
-
-
 def run_training(
     config: dict[str, Any], tracking_uri: str | None = None, *, quiet: bool | None = None,
     parent_run_id: str | None = None, callbacks: tuple[Callback, ...] = (), tags: dict[str, str] | None = None,
@@ -173,9 +170,10 @@ def run_training(
     if is_worker_process():
         serve_as_worker(config, where, quiet)
     run_tags_ = run_tags(config, parent_run_id, {**placement_tags(where), **(tags or {})})
+    run_tags_.setdefault(Tag.NOTE, run_names.run_description(config, dataset_class(config["data"]["name"]).task))
     with (
         tempfile.TemporaryDirectory(prefix="stw-run-") as tmp,  # outlives the run: closing reads the checkpoint
-        TrackedRun(tracking_uri, config["data"]["name"], run_name or default_run_name(config), run_tags_,
+        TrackedRun(tracking_uri, config["data"]["name"], run_name or run_names.run_name(config), run_tags_,
                    flatten(config), finished_on) as run,
         quiet_lightning(quiet),
     ):  # fmt: skip
@@ -183,7 +181,7 @@ def run_training(
         run.log_text(dump_config(config), "config.yaml")
         run.log_text(pip_freeze(), "requirements.txt")
         datamodule = seeded_datamodule(config)
-        record_data(run, datamodule)
+        record_data(run, config["data"]["name"], datamodule)
         module = build_module(config, datamodule)
         run.log_metric("model_parameters", sum(p.numel() for p in module.parameters()))
         history = EpochHistory()
@@ -193,6 +191,7 @@ def run_training(
         run.at_close(
             "model figures", lambda status: log_model_figures(run, datamodule, module, workdir, config, status)
         )
+        run.at_close("mlflow model", lambda status: log_pyfunc_model(run, datamodule, workdir, config, status))
         started = time.perf_counter()
         with interrupts_as_keyboard_interrupt():
             trainer.fit(module, datamodule=datamodule)
@@ -261,11 +260,12 @@ def build_module(config: dict[str, Any], datamodule: Any) -> pl.LightningModule:
     return task(config, datamodule.spec)
 
 
-def record_data(run: TrackedRun, datamodule: Any) -> None:
-    """What the run read: its fingerprint (tag and file), its fitted preprocessing, and whether the dataset's
-    test scores mean anything (a smoke-check dataset says why not)."""
+def record_data(run: TrackedRun, name: str, datamodule: Any) -> None:
+    """What the run read: its fingerprint (tag, file and one MLflow dataset input per split), its fitted
+    preprocessing, and whether the dataset's test scores mean anything (a smoke-check dataset says why not)."""
     fingerprint = datamodule.fingerprint()
     run.set_tag(Tag.FINGERPRINT, fingerprint["digest"])
+    run.log_inputs(dataset_inputs(name, datamodule, fingerprint))
     run.log_text(json.dumps(fingerprint, indent=2), "fingerprint.json")
     run.log_text(json.dumps(datamodule.state_dict(), indent=2), "preprocessing.json")
     if reason := getattr(datamodule, "smoke_check", None):
@@ -283,6 +283,17 @@ def log_training(run: TrackedRun, history: EpochHistory, workdir: Path, config: 
         run.log_file(best, "checkpoints")
     if any(history.history.values()):
         run.log_file(plots.learning_curves(history.history, workdir / "learning_curves.png", title(config)))
+
+
+def log_pyfunc_model(run: TrackedRun, datamodule: Any, workdir: Path, config: dict[str, Any], status: str) -> None:
+    """The best checkpoint as an MLflow model linked to the run (experiments/pyfunc_model.py), from a finished
+    run only: a failed or stopped run's weights are not a result to register or serve."""
+    best = best_checkpoint(workdir)
+    if status != "FINISHED" or best is None:
+        return
+    from experiments.pyfunc_model import MODEL_NAME, save_pyfunc  # mlflow.pyfunc: only once a run has a model
+
+    run.log_model(MODEL_NAME, lambda folder, mlflow_model: save_pyfunc(folder, mlflow_model, datamodule, config, best))
 
 
 def log_model_figures(run: TrackedRun, datamodule: Any, module: pl.LightningModule, workdir: Path,

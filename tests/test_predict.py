@@ -14,6 +14,7 @@ from datamodules.ett import TEST_END, VAL_END
 from experiments.cli import main
 from experiments.logged_run import RunError, fetch_run
 from experiments.predict import load_checkpoint
+from tests.tiny_runs import train_runs
 
 pytestmark = pytest.mark.slow
 
@@ -34,16 +35,8 @@ SMS = ["--data", "sms", "data.max_len=32", "task.embed_dim=16", "--model", "gru"
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory, shared_data) -> SimpleNamespace:
     """One store with a tiny ETT run, a tiny stock run, a tiny stock-direction run and a tiny SMS run."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlruns') / 'mlflow.db'}"
-    ids = {}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("STW_DATA_DIR", str(shared_data))
-        for name, words in (("ett", ETT), ("stock", STOCK), ("stock-direction", DIRECTION), ("sms", SMS)):
-            assert main(["train", *words, "--tracking-uri", uri]) == 0
-            client = MlflowClient(uri)
-            [run] = client.search_runs([client.get_experiment_by_name(name).experiment_id])
-            ids[name.replace("-", "_")] = run.info.run_id
-    return SimpleNamespace(uri=uri, **ids)
+    runs = {"ett": ETT, "stock": STOCK, "stock-direction": DIRECTION, "sms": SMS}
+    return train_runs(tmp_path_factory.mktemp("mlruns"), shared_data, runs)
 
 
 def _predict(logged, run_id: str, inputs: list[Path], output: Path, *options: str) -> int:

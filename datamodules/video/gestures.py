@@ -299,4 +299,7 @@ class Gestures(StwDataModule):
         return rows.unfold(0, self.options.clip_len, 1)[starts].transpose(1, 2)
 
     def fingerprint(self) -> dict[str, Any]:
-        return fingerprint(self.files(), self.shaping_options())
+        return fingerprint(self.source_files(), self.shaping_options())
+
+    def source_files(self) -> list[Path]:
+        return self.files()

@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from experiments.config import metric_mode
 from experiments.logged_run import fetch_run
+from experiments.run_names import run_name
 from experiments.sweep.report import counterpart_on_test
 from experiments.sweep.study import SweepPlan
 from experiments.tracking import Tag
@@ -122,8 +123,9 @@ def run_confirmation(client: MlflowClient, plan: SweepPlan, study: optuna.Study)
             tags = {Tag.ROLE: "confirm", Tag.STUDY: plan.study, Tag.CONFIRMS_TRIAL: str(trial.number),
                     Tag.CONFIRMS_RUN: source, **plan.extra_tags}  # fmt: skip
             try:
-                run_training({**config, "seed": seed}, plan.tracking_uri, quiet=True, parent_run_id=plan.parent_run_id,
-                             tags=tags, run_name=f"confirm-{trial.number}-seed{seed}")  # fmt: skip
+                seeded = {**config, "seed": seed}  # its name shares the trial's config hash: only s<seed> differs
+                run_training(seeded, plan.tracking_uri, quiet=True, parent_run_id=plan.parent_run_id, tags=tags,
+                             run_name=run_name(seeded, prefix=f"confirm-{trial.number}-"))  # fmt: skip
             except Exception as error:  # noqa: BLE001 - the other seeds and configurations still count
                 print(f"stw sweep: confirm run of trial {trial.number} with seed {seed} failed ({type(error).__name__}: "
                       f"{error}); the configuration is scored on its other seeds", file=sys.stderr)  # fmt: skip

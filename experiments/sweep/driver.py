@@ -28,6 +28,7 @@ from experiments.config import config_from_dict, datamodule_for
 from experiments.devices import worker_gpu
 from experiments.interrupts import stop_like_ctrl_c
 from experiments.plugins import load_plugins, plugin_tags
+from experiments.run_names import run_name
 from experiments.sweep.budget import stop_time
 from experiments.sweep.budget_stop import BudgetStop
 from experiments.sweep.confirm import confirm
@@ -114,7 +115,7 @@ class Objective:
                 callbacks=tuple(callbacks),
                 tags=tags,
                 finished_on=(optuna.TrialPruned,),
-                run_name=f"trial-{trial.number}-{config['model']['family']}",
+                run_name=run_name(config, prefix=f"trial-{trial.number}-"),
             )
         except optuna.TrialPruned as pruned:
             self._mark(trial, "PRUNED", budget)
