@@ -57,7 +57,9 @@ def classifier(family: str, family_config: dict | None = None, pooling: str = "m
 
 
 def test_every_family_is_classified_as_variable_length_fixed_length_or_clip() -> None:
-    assert sorted(VARIABLE_LENGTH_FAMILIES + FIXED_LENGTH_FAMILIES + CLIP_FAMILIES) == sorted(FAMILIES)
+    # Plugins (the installed example's family) join the registry once a command has run in this process.
+    built_in = [name for name, family in FAMILIES.items() if family.encoder.__module__.startswith("lightning_modules.")]
+    assert sorted(VARIABLE_LENGTH_FAMILIES + FIXED_LENGTH_FAMILIES + CLIP_FAMILIES) == sorted(built_in)
 
 
 @pytest.mark.parametrize("family", VARIABLE_LENGTH_FAMILIES)
