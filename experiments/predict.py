@@ -34,7 +34,7 @@ from datamodules.timeseries import WindowedSeriesDataModule, float32_rows
 from datamodules.video.datamodule import FrameDataModule
 from datamodules.video.gestures import Gestures
 from experiments.config import datamodule_for
-from experiments.logged_run import CHECKPOINT, CONFIG, PREPROCESSING, RunError, fetch_run
+from experiments.logged_run import CHECKPOINT, CONFIG, PREPROCESSING, LoggedRun, RunError, fetch_run
 from lightning_modules import TASKS
 
 # (datamodule, module, input paths[, future_only=True for dated series]) -> the output table
@@ -317,26 +317,37 @@ def load_module(path: Path, task: str) -> pl.LightningModule:
     return module.eval()
 
 
+def loaded_model(run: LoggedRun) -> tuple[str, StwDataModule, pl.LightningModule]:
+    """The run's dataset name, its datamodule holding the run's fitted preprocessing, and its trained module; an
+    ensemble run gives the averaging module over its members (experiments/ensemble.py)."""
+    from experiments.ensemble import is_ensemble, load_ensemble
+
+    if is_ensemble(run):
+        ensemble = load_ensemble(run)
+        return ensemble.reference.config["data"]["name"], ensemble.datamodule, ensemble.module
+    run.require(CONFIG, PREPROCESSING, CHECKPOINT)
+    config = run.config()
+    name = config["data"]["name"]
+    datamodule = datamodule_for(config)
+    datamodule.load_state_dict(run.json(PREPROCESSING))
+    return name, datamodule, load_module(run.download(CHECKPOINT), datamodule.task)
+
+
 def predict_main(args: argparse.Namespace) -> int:
     args.input, args.output = [Path(path) for path in args.input], Path(args.output)
     for path in args.input:
         if not path.exists():  # a folder is one clip of frame images
             raise DataError(f"{path}: input not found; give the file (or clip folder) to predict with --input")
     with fetch_run(args.run_id, args.tracking_uri) as run:
-        run.require(CONFIG, PREPROCESSING, CHECKPOINT)
-        config = run.config()
-        name = config["data"]["name"]
+        name, datamodule, module = loaded_model(run)
         if name not in PREDICTORS:
             raise RunError(
                 f"run {run.run_id} trained on {name!r}, which stw predict does not handle yet; "
                 f"it handles {', '.join(sorted(PREDICTORS))}"
             )
-        datamodule = datamodule_for(config)
         if args.future and not isinstance(datamodule, WindowedSeriesDataModule):
             raise ConfigError(f"--future applies to runs on dated series (ett, stock, stock-direction); run "
                               f"{run.run_id} trained on {name!r}: leave --future out")  # fmt: skip
-        datamodule.load_state_dict(run.json(PREPROCESSING))
-        module = load_module(run.download(CHECKPOINT), datamodule.task)
         with torch.inference_mode():
             table = PREDICTORS[name](datamodule, module, args.input, **({"future_only": True} if args.future else {}))
     # Six significant digits: float32 forecasts carry about seven, and 12.524999618530273 is noise past them.
