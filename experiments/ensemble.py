@@ -195,6 +195,18 @@ class EnsembleResult:
     status: str
 
 
+def check_same_data(ensemble: Ensemble) -> None:
+    """Read the reference's data here and refuse it when it is not what the members were trained and tested on."""
+    from experiments.reproduce import data_differences
+
+    datamodule, reference = ensemble.datamodule, ensemble.reference
+    datamodule.prepare_data()
+    datamodule.setup()
+    if details := data_differences(reference.fingerprint, datamodule.fingerprint()):
+        raise RunError(f"the data read here is not the data run {reference.run_id} was trained on: "
+                       f"{'; '.join(details)}; point --data-root or $STW_DATA_DIR at the run's files")  # fmt: skip
+
+
 def scoring_config(reference: dict[str, Any]) -> dict[str, Any]:
     """The reference's config scored in one process: its test and validation limits and device type, not its
     data-parallel layout (the members' forward passes are all it runs)."""
@@ -215,6 +227,7 @@ def log_ensemble(ensemble: Ensemble, tracking_uri: str | None, *, parent_run_id:
         run_tags[Tag.PARENT] = parent_run_id
     params = {"ensemble.size": len(ensemble.members), "ensemble.reference": ensemble.reference.run_id}
     datamodule, module = ensemble.datamodule, ensemble.module
+    check_same_data(ensemble)
     metrics: dict[str, float] = {}
     with (
         tempfile.TemporaryDirectory(prefix="stw-ensemble-") as tmp,
@@ -225,8 +238,6 @@ def log_ensemble(ensemble: Ensemble, tracking_uri: str | None, *, parent_run_id:
         members = {"members": ensemble.run_ids, "reference": ensemble.reference.run_id,
                    "lookbacks": {member.run_id: member.lookback for member in ensemble.members}}  # fmt: skip
         run.log_text(json.dumps(members, indent=2), MEMBERS_FILE)
-        datamodule.prepare_data()
-        datamodule.setup()
         record_data(run, datamodule)  # the reference's fingerprint and preprocessing, which every member shares
         run.log_metric("model_parameters", sum(p.numel() for p in module.parameters()))
         logger = MLFlowLogger(tracking_uri=run.tracking_uri, run_id=run.run_id, synchronous=False)

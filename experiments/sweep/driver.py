@@ -282,12 +282,12 @@ def ensemble_top_trials(client: MlflowClient, plan: SweepPlan, study: optuna.Stu
               file=sys.stderr)  # fmt: skip
         return
     try:
-        ensemble = assemble(load_members(run_ids[: plan.ensemble], plan.tracking_uri))
+        ensemble = assemble(load_members(run_ids[: plan.ensemble], plan.tracking_uri), plan.base["data"].get("root"))
+        result = log_ensemble(ensemble, plan.tracking_uri, parent_run_id=plan.parent_run_id,
+                              tags={Tag.STUDY: plan.study}, quiet=plan.quiet)  # fmt: skip
     except RunError as error:  # e.g. a space that varies the horizon: the trials stand, without an ensemble
         print(f"no ensemble: {error}", file=sys.stderr)
         return
-    result = log_ensemble(ensemble, plan.tracking_uri, parent_run_id=plan.parent_run_id, tags={Tag.STUDY: plan.study},
-                          quiet=plan.quiet)  # fmt: skip
     plan.ensemble_run_id = result.run_id
     client.set_tag(plan.parent_run_id, Tag.ENSEMBLE_RUN_ID, result.run_id)
     for name, value in result.metrics.items():
