@@ -9,10 +9,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from datamodules.errors import ConfigError, RunError
 from experiments import tracking
 from experiments.cli import main
 from experiments.config import parse_run_args
-from experiments.ensemble import load_ensemble
+from experiments.ensemble import check_same_data, load_ensemble
 from experiments.logged_run import fetch_run
 from experiments.sweep.cli import build_plan, sweep_parser
 from experiments.sweep.driver import run_sweep
@@ -222,3 +223,17 @@ def test_stw_sweep_ensemble_leaves_the_top_trials_ensemble_under_the_parent(stor
 
     text = ensemble_text(study, plan)
     assert f"best trial #{ranked[0].number}" in text and "ensemble of the top 2" in text and "test_mse" in text
+
+
+def test_an_ensemble_refuses_data_that_is_not_its_members(ett_runs, store):
+    with fetch_run(ett_runs["ensemble"], store) as run:
+        ensemble = load_ensemble(run)
+    [name] = ensemble.reference.fingerprint["files"]
+    ensemble.reference.fingerprint["files"][name] = "0" * 64  # as if the members had read another file
+    with pytest.raises(RunError, match=f"not the data run {ensemble.reference.run_id} was trained on: file {name}"):
+        check_same_data(ensemble)
+
+
+def test_sweep_ensemble_needs_two_trials_or_more():
+    with pytest.raises(ConfigError, match="--ensemble 1: an ensemble averages two or more trials"):
+        build_plan(sweep_parser().parse_args(["--ensemble", "1"]))
