@@ -8,11 +8,13 @@ STW := $(VENV)/bin/stw
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml examples/stw-example-plugin/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[test]"
+	# The example plugin, so the suite tests the entry-point path a user's package takes.
+	$(PY) -m pip install --quiet -e examples/stw-example-plugin --no-deps
 	touch $@
 
 demo: install

@@ -1,7 +1,8 @@
 """Scale-out benchmarks on real engines (2-core CPU machine; measure it quiet):
 
   sweep  a fixed 12-trial sweep (linear/mlp/cnn, L = 96, 8 epochs, no pruning) on PostgreSQL + `mlflow server`,
-         run by one `stw sweep` process, then by two processes standing for two machines (each --workers 1):
+         run by one `stw sweep` process, then by two processes standing for two machines (each --workers 1, each
+         pinned to its own core):
          wall-time ratio two/one (target <= 0.65).
   ddp    one epoch of the same small model on ETTh1 with strategy=ddp over 2 CPU processes (gloo) against a single
          process: epoch-time ratio, as measured (on 2 cores DDP is not expected to be faster).
@@ -28,8 +29,10 @@ TRAIN = ["--data", "ett", "--model", "mlp", "data.lookback=96", "data.horizon=96
          "trainer.patience=0", "trainer.accelerator=cpu", "--quiet"]  # fmt: skip
 
 
-def stw(*words: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "experiments.cli", *words], cwd=REPO)
+def stw(*words: str, cores: set[int] | None = None) -> subprocess.Popen:
+    """`stw WORDS` in a child process, pinned to `cores` when given (a machine of its own, in miniature)."""
+    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
+    return subprocess.Popen([sys.executable, "-m", "experiments.cli", *words], cwd=REPO, preexec_fn=pin)
 
 
 def timed(processes: list[subprocess.Popen]) -> float:
@@ -44,9 +47,14 @@ def sweep_part() -> dict:
     storage, tracking = os.environ["STW_TEST_POSTGRES_URL"], os.environ["STW_TEST_MLFLOW_URI"]
     common = ["--storage", storage, "--tracking-uri", tracking, "--workers", "1", *SWEEP]
 
+    cores = sorted(os.sched_getaffinity(0))
+
     def machines(count: int) -> float:
+        # Each "machine" gets its own share of the cores, as separate machines would: two processes that each
+        # assumed the whole machine would oversubscribe it (the first measurement ran 3.9x slower that way).
         study = f"scale-{count}-{uuid.uuid4().hex[:6]}"
-        return timed([stw("sweep", "--study", study, *common) for _ in range(count)])
+        shares = [set(cores[i::count]) for i in range(count)]
+        return timed([stw("sweep", "--study", study, *common, cores=share) for share in shares])
 
     one, two = machines(1), machines(2)
     return {"one_process_s": round(one, 1), "two_processes_s": round(two, 1), "ratio": round(two / one, 3),

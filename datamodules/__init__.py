@@ -18,7 +18,8 @@ def register_dataset(name: str):
 
 def dataset_class(name: str) -> type[StwDataModule]:
     if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; registered datasets: {', '.join(sorted(DATASETS))}")
+        raise DataError(f"unknown dataset {name!r}; registered datasets: {', '.join(sorted(DATASETS))} (your own "
+                        "datasets come in through plugins: see --plugin in `stw --help`)")  # fmt: skip
     return DATASETS[name]
 
 
@@ -31,9 +32,11 @@ def build_datamodule(name: str, options: dict | DataOptions | None = None) -> St
 
 # One line per dataset module; importing it registers it.
 from datamodules import (
+    benchmarks,
     ett,
     stock,
     stock_direction,
+    table,
     text,
     video,
 )

@@ -6,11 +6,13 @@ flat, printable, savable record. After `setup()` it reports the shapes a model n
 """
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.download import Source, fetch_missing
 from datamodules.specs import Spec
 from datamodules.windows import batch_loader
 
@@ -55,6 +57,14 @@ class StwDataModule(pl.LightningDataModule):
     def __init__(self, options: DataOptions) -> None:
         super().__init__()
         self.options = options
+
+    def sources(self) -> dict[Path, Source]:
+        """The data files that have a known public source, for `download=True`."""
+        return {}
+
+    def prepare_data(self) -> None:
+        if self.options.download:
+            fetch_missing(self.sources())
 
     def train_dataloader(self) -> DataLoader:
         return batch_loader(self.datasets["train"], self.options.batch_size, "train", seed=self.options.shuffle_seed)

@@ -26,14 +26,44 @@ CHUNK_BYTES = 1 << 16
 
 @dataclass(frozen=True)
 class Source:
-    """Where a data file can be fetched from and the sha256 its bytes must have."""
+    """Where a data file can be fetched from and the digest its bytes must have: their sha256, or, for a file of
+    which no copy could be hashed when it was registered, its git blob id at the pinned commit (the SHA-1 git
+    names a file's exact bytes by, read from the commit's tree)."""
 
     url: str
-    sha256: str
+    sha256: str | None = None
+    git_blob: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.sha256 is None) == (self.git_blob is None):
+            raise ValueError(f"a Source needs exactly one of sha256 and git_blob: {self}")
+
+    @property
+    def digest_name(self) -> str:
+        return "sha256" if self.sha256 else "git blob id"
+
+    @property
+    def digest(self) -> str:
+        return self.sha256 or self.git_blob
+
+    def digest_of(self, path: Path) -> str:
+        """`path`'s digest of the kind this source gives (sha256 digests are cached by path, size and mtime)."""
+        return cached_sha256(path) if self.sha256 else git_blob_id(path)
 
 
-def download_file(url: str, dest: Path, sha256: str, timeout: float = 60.0) -> Path:
-    """Fetch `url` to `dest` through a temporary file; DataError if the bytes do not hash to `sha256`."""
+def git_blob_id(path: Path, chunk: int = 1 << 20) -> str:
+    """The id git gives a file's bytes: SHA-1 of `blob <size>\\0` and the bytes (as `git hash-object`)."""
+    digest = hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode(), usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_file(url: str, dest: Path, sha256: str | None, timeout: float = 60.0, git_blob: str | None = None) -> Path:
+    """Fetch `url` to `dest` through a temporary file; DataError if the bytes do not hash to `sha256` (or, given
+    instead, have the git blob id `git_blob`)."""
+    expected = Source(url, sha256, git_blob)
     dest = Path(dest)
     if not is_writable(dest.parent):
         raise unwritable(dest, url, "its mode bits say so")
@@ -51,10 +81,10 @@ def download_file(url: str, dest: Path, sha256: str, timeout: float = 60.0) -> P
                     out.write(chunk)
                     digest.update(chunk)
                     progress.update(len(chunk))
-        actual = digest.hexdigest()
-        if actual != sha256:
+        actual = digest.hexdigest() if sha256 else git_blob_id(Path(partial))
+        if actual != expected.digest:
             raise DataError(
-                f"download of {url} is corrupted: expected sha256 {sha256}, got {actual}; "
+                f"download of {url} is corrupted: expected {expected.digest_name} {expected.digest}, got {actual}; "
                 f"nothing was saved to {dest}. Try again later, or fetch the file by hand and check its hash"
             )
         os.replace(partial, dest)
@@ -77,28 +107,42 @@ def unwritable(dest: Path, url: str, why: str) -> DataError:
     )
 
 
-def ensure_file(url: str, dest: Path, sha256: str, allow_modified: bool = False) -> Path:
+def ensure_file(
+    url: str, dest: Path, sha256: str | None, allow_modified: bool = False, git_blob: str | None = None
+) -> Path:
     """`dest` if it already holds the expected bytes, else download it; a file with other bytes is an error."""
     dest = Path(dest)
     if not dest.exists():
-        return download_file(url, dest, sha256)
-    check_published(dest, Source(url, sha256), allow_modified)
+        return download_file(url, dest, sha256, git_blob=git_blob)
+    check_published(dest, Source(url, sha256, git_blob), allow_modified)
     return dest
 
 
+def fetch_missing(sources: dict[Path, Source]) -> None:
+    """Download every file of `sources` that is not there yet, each checked against its digest; files already
+    there are left as they are (datasets whose files are read where they are, such as sms and the video data)."""
+    for path, source in sources.items():
+        if not Path(path).exists():
+            download_file(source.url, path, source.sha256, git_blob=source.git_blob)
+
+
 def check_published(path: Path, source: Source, allow_modified: bool = False) -> None:
-    """Nothing if `path` holds the published bytes (its digest is cached by path, size and mtime); else a DataError
-    naming both digests and the fix, or, with `allow_modified`, a warning."""
-    actual = cached_sha256(path)
-    if actual == source.sha256:
+    """Nothing if `path` holds the published bytes; else a DataError naming both digests and the fix, or, with
+    `allow_modified`, a warning."""
+    actual, name = source.digest_of(path), source.digest_name
+    if actual == source.digest:
         return
     if allow_modified:
         log.warning(
-            "%s: sha256 %s is not the published %s; read anyway (data.allow_modified=true)", path, actual, source.sha256
+            "%s: %s %s is not the published %s; read anyway (data.allow_modified=true)",
+            path,
+            name,
+            actual,
+            source.digest,
         )
         return
     raise DataError(
-        f"{path}: sha256 is {actual}, but the published file has {source.sha256}: this copy is damaged or was "
+        f"{path}: {name} is {actual}, but the published file has {source.digest}: this copy is damaged or was "
         f"changed. Delete it so it is downloaded again from {source.url} (data.download=true), or restore it; to "
         "read it as it is, pass data.allow_modified=true (the run's config and fingerprint record that)"
     )

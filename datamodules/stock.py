@@ -75,7 +75,7 @@ class StockOptions(WindowOptions):
     Args:
         tickers: tickers read from <root>/stock/<ticker>.us.txt, aligned on the dates they all have.
         paths: explicit CSV files (Stooq or Yahoo format) used instead of `tickers`; a file's name up to its
-            first dot names its ticker.
+            first dot names its ticker, and `tickers` becomes those names.
         target: the ticker whose close is forecast; default the first ticker.
         target_kind: what is forecast; "return": the log returns of the target's close over the next `horizon` days
             (for their up/down direction, a classification, use the stock-direction dataset).
@@ -96,6 +96,8 @@ class StockOptions(WindowOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.paths:  # the files name the tickers: a run's config never shows the default beside them
+            self.tickers = self.ticker_names()
         for ticker in self.tickers:
             check_name(
                 ticker,
@@ -273,6 +275,11 @@ class StockDataModule(WindowedSeriesDataModule):
             return {}  # the user's own files: nothing to fetch or check
         return {path: SOURCES[ticker] for ticker, path in self.ticker_files().items() if ticker in SOURCES}
 
+    def missing_file_fix(self, path: Path) -> str:
+        if self.options.paths:
+            return "check data.paths: each names a price file (relative to the current folder)"
+        return super().missing_file_fix(path)
+
     def load_features(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         frames = {ticker: read_frame(path) for ticker, path in self.ticker_files().items()}
         return features_from_frames(frames, self.options)
@@ -299,4 +306,5 @@ class StockDataModule(WindowedSeriesDataModule):
         options = super().shaping_options()
         if options["paths"]:
             options["paths"] = [Path(p).name for p in options["paths"]]
+            del options["tickers"]  # the file names, already in paths
         return options

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Weight
 
 from datamodules import register_dataset
 from datamodules.base import DataOptions, StwDataModule
+from datamodules.download import Source
 from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
 from datamodules.headers import header_names
@@ -42,6 +43,16 @@ BUCKET_POOL = 50  # batches per pool sorted by length: enough to group lengths, 
 SEPARATORS = {",": "data.sep=','", ";": "data.sep=';'", "|": "data.sep='|'", "\t": "data.sep to a tab ($'\\t' in bash)"}
 # Labels that mark a missing cell (pandas reads them as NaN), never a class.
 MISSING_MARKERS = frozenset({"nan", "-nan", "na", "n/a", "#n/a", "#na", "<na>", "null"})
+
+
+# The unmodified file of the official UCI zip, as ../shared/data/text/PROVENANCE.md traces it.
+SOURCES = {
+    "SMSSpamCollection": Source(
+        "https://raw.githubusercontent.com/Anilkanta-sudo/Spam_message_detector/"
+        "b8a2ed94a03f64acc822021caea9d85c1a8fc583/smsspamcollection/SMSSpamCollection",
+        "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
+    )
+}
 
 
 @dataclass
@@ -386,7 +397,8 @@ class LengthBuckets(Sampler[Tensor]):
 class TextDataModule(StwDataModule):
     """Labelled text classification: token-id batches from any labelled CSV/TSV (default the SMS Spam Collection).
 
-    The file is read where it is and never downloaded (`download` has no effect here).
+    The default file is downloaded when missing (data.download); a file already there, or one given by path, is
+    read where it is.
     """
 
     Options = TextOptions
@@ -406,6 +418,9 @@ class TextDataModule(StwDataModule):
         if self.options.path:
             return Path(self.options.path).expanduser().resolve()
         return data_root(self.options.root) / "text" / "SMSSpamCollection"
+
+    def sources(self) -> dict[Path, Source]:
+        return {} if self.options.path else {self.path: SOURCES["SMSSpamCollection"]}
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

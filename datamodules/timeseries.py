@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from datamodules.base import DataOptions, StwDataModule
-from datamodules.download import Source, check_published, ensure_file
+from datamodules.download import check_published, ensure_file
 from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
 from datamodules.headers import first_line, header_names, shown
@@ -216,10 +216,6 @@ class WindowedSeriesDataModule(StwDataModule):
         """The raw files the tensors are made from."""
         raise NotImplementedError
 
-    def sources(self) -> dict[Path, Source]:
-        """The data files that have a known public source, for `download=True`."""
-        return {}
-
     def load_features(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Inputs [T, C] and targets [T, K] of the whole series, indexed by timestamp (through the public function)."""
         raise NotImplementedError
@@ -232,11 +228,19 @@ class WindowedSeriesDataModule(StwDataModule):
         """The target channel plots and return metrics are about (ForecastSpec.main_target); None: the first."""
         return None
 
+    def features_from_files(self, paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Inputs and targets of new files in this dataset's format, as `load_features` gives them: what
+        `stw predict` reads for a dataset without its own predictor (a plugin's)."""
+        raise DataError(f"the {type(self).__name__} dataset does not read new files, so stw predict cannot use its "
+                        "runs: it would need a features_from_files(paths) method")  # fmt: skip
+
     # --- LightningDataModule -----------------------------------------------------------------------------------
     def prepare_data(self) -> None:
+        # Unlike the base, files already there are checked too: a series file is refused unless it holds the
+        # published bytes (or allow_modified says otherwise).
         if self.options.download:
             for path, source in self.sources().items():
-                ensure_file(source.url, path, source.sha256, self.options.allow_modified)
+                ensure_file(source.url, path, source.sha256, self.options.allow_modified, source.git_blob)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -333,16 +337,17 @@ class WindowedSeriesDataModule(StwDataModule):
         return fingerprint(self.data_files(), self.shaping_options())
 
     # --- checks ------------------------------------------------------------------------------------------------
-    def _require_files(self) -> None:
+    def missing_file_fix(self, path: Path) -> str:
+        """What to do about a data file that is not there, for the not-found error."""
         sources = self.sources()
+        if path in sources:
+            return f"run with download=True (prepare_data) to fetch it from {sources[path].url}"
+        return "put the file there, or point root (or $STW_DATA_DIR) at the folder that holds it"
+
+    def _require_files(self) -> None:
         for path in self.data_files():
-            if path.is_file():
-                continue
-            if path in sources:
-                fix = f"run with download=True (prepare_data) to fetch it from {sources[path].url}"
-            else:
-                fix = "put the file there, or point root (or $STW_DATA_DIR) at the folder that holds it"
-            raise DataError(f"{path} not found; {fix}")
+            if not path.is_file():
+                raise DataError(f"{path} not found; {self.missing_file_fix(path)}")
 
     def _check_lengths(self, ranges: dict[str, tuple[int, int]]) -> None:
         needed = self.options.lookback + self.options.horizon

@@ -12,12 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from experiments.interrupts import stop_like_ctrl_c
+from experiments.plugins import split_plugin_options
 
-USAGE = """stw [--debug] <command> [options]
+USAGE = """stw [--debug] [--plugin MODULE]... <command> [options]
 
 commands:
   train      train one model on one dataset, tracked in MLflow
@@ -30,6 +31,9 @@ commands:
   predict    predict new data with a logged run's model and preprocessing
   ui         open the MLflow UI on the local store
 `stw <command> --help` explains each one. --debug shows the traceback of user errors too.
+--plugin MODULE (repeatable, also after the command; or $STW_PLUGINS=mod_a,mod_b) imports your own datasets and
+model families from a module on PYTHONPATH or in the current directory; installed packages register theirs
+through the entry-point groups stw.datasets and stw.families.
 
 Data is read from $STW_DATA_DIR (default ./data) and fetched on first use where a public source exists.
 Runs go to $MLFLOW_TRACKING_URI, default sqlite:///mlruns/mlflow.db with artifacts under mlruns/.
@@ -47,6 +51,9 @@ PREDICT_FORMATS = """input and output, per dataset (the run's fitted preprocessi
                 stock  <ticker>_close_log_return_forecast and _actual (the day's log return of the close),
                        <ticker>_close_price_forecast (the window end's close compounded by the forecast log
                        returns: close * exp(r_1 + ... + r_step)) and <ticker>_close_price_actual
+  table       one CSV or Parquet file with the run's date column, targets and inputs, at the run's frequency
+              (data.fill applies as in training). Output as for ett: window_end, step, timestamp (past the
+              file's end, the run's frequency continued), <target>_forecast, <target>_actual.
   stock-direction
               price files as for stock. Output: window_end, move_end (the business day whose close is compared
               with window_end's), label (up or down), prob_down, prob_up; --future: the last window only.
@@ -70,7 +77,8 @@ def train_main(argv: list[str]) -> int:
 
     if any(a in ("-h", "--help") for a in argv):
         print("Extra options: --tracking-uri URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db), "
-              "--quiet (no progress bar). Plain key=value words work like --key=value.\n")  # fmt: skip
+              "--quiet (no progress bar), --plugin MODULE (your own datasets and families, see `stw --help`). "
+              "Plain key=value words work like --key=value.\n")  # fmt: skip
     options = argparse.ArgumentParser(add_help=False)  # these belong to the command, not to the run config
     options.add_argument("--tracking-uri")
     options.add_argument("--quiet", action="store_true")
@@ -103,8 +111,11 @@ def runs_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--sweep", default=None, metavar="PARENT_RUN_ID", help="list the trials of this sweep")
     parser.add_argument("--top", type=int, default=10, help="show the best N runs; 0 shows all (default: 10)")
-    parser.add_argument("--metric", default="test_mse",
-                        help="rank by this metric, in its own direction (losses ascending, scores descending; default: test_mse)")  # fmt: skip
+    parser.add_argument("--metric", default=None,
+                        help="rank by this metric, in its own direction (losses ascending, scores descending; default: "
+                             "a validation metric: a sweep's own objective, else the first of "
+                             "val_mse, val_f1, val_loss that the runs have). Test scores are shown beside; "
+                             "ranking by one (--metric test_mse) is choosing on the test set")  # fmt: skip
     parser.add_argument(
         "--format", choices=["table", "csv", "json"], default="table", help="output format (default: table)"
     )
@@ -223,17 +234,24 @@ def ui_main(args: argparse.Namespace) -> int:
                 server.wait()
 
 
-# Command -> (its argument parser, or None when the command parses its own words; "module:function" doing the work).
-COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser] | None, str]] = {
-    "train": (None, "experiments.cli:train_main"),
-    "sweep": (None, "experiments.sweep.cli:sweep_main"),
-    "ensemble": (ensemble_parser, "experiments.ensemble:ensemble_main"),
-    "reproduce": (reproduce_parser, "experiments.reproduce:reproduce_main"),
-    "runs": (runs_parser, "experiments.run_views:runs_main"),
-    "show": (show_parser, "experiments.run_views:show_main"),
-    "compare": (compare_parser, "experiments.run_views:compare_main"),
-    "predict": (predict_parser, "experiments.predict:predict_main"),
-    "ui": (ui_parser, "experiments.cli:ui_main"),
+def sweep_parser() -> argparse.ArgumentParser:
+    from experiments.sweep.cli import sweep_parser
+
+    return sweep_parser()
+
+
+# Command -> (its argument parser, or None when the command parses its own words; "module:function" doing the work;
+# whether it builds datasets or models, so plugins are imported first: after its arguments are parsed).
+COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser] | None, str, bool]] = {
+    "train": (None, "experiments.cli:train_main", True),  # its parser is built from the registries
+    "sweep": (sweep_parser, "experiments.sweep.cli:sweep_main", True),
+    "ensemble": (ensemble_parser, "experiments.ensemble:ensemble_main", True),
+    "reproduce": (reproduce_parser, "experiments.reproduce:reproduce_main", True),
+    "runs": (runs_parser, "experiments.run_views:runs_main", False),
+    "show": (show_parser, "experiments.run_views:show_main", False),
+    "compare": (compare_parser, "experiments.run_views:compare_main", False),
+    "predict": (predict_parser, "experiments.predict:predict_main", True),
+    "ui": (ui_parser, "experiments.cli:ui_main", False),
 }
 
 
@@ -256,18 +274,28 @@ def check_outputs(args: argparse.Namespace) -> None:
             raise ConfigError(f"{option} {path}: the folder {path.parent} is not writable; write elsewhere")
 
 
-def run_command(name: str, words: list[str]) -> int:
-    parser, target = COMMANDS[name]
+def run_command(name: str, words: list[str], plugins: Sequence[str] = ()) -> int:
+    parser, target, builds = COMMANDS[name]
     module, function = target.split(":")
     arguments = words
     if parser is not None:
-        arguments = parser().parse_args(words)
+        # Intermixed: key=value words may sit between options (`stw sweep a=1 --trials 5 b=2`).
+        arguments = parser().parse_intermixed_args(words)
         check_outputs(arguments)
+    if builds:
+        from experiments.plugins import load_plugins
+
+        load_plugins(plugins)
     return getattr(importlib.import_module(module), function)(arguments)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        plugins, argv = split_plugin_options(argv)
+    except ValueError as error:
+        print(f"stw: error: {error}", file=sys.stderr)
+        return 2
     debug = "--debug" in argv[:1]
     argv = argv[1:] if debug else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
@@ -275,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     stop_like_ctrl_c()
     try:
-        return run_command(argv[0], argv[1:])
+        return run_command(argv[0], argv[1:], plugins)
     except KeyboardInterrupt as stop:
         print(f"stw {argv[0]}: {stop or 'interrupted'}", file=sys.stderr)  # runs and sweeps are closed as KILLED
         return 130

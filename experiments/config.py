@@ -8,11 +8,12 @@ and `config_from_dict` turns it back into the same run.
 """
 
 import argparse
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from jsonargparse import ArgumentParser, Namespace
@@ -24,6 +25,7 @@ from lightning_modules import TASKS
 from lightning_modules.families import FAMILIES, resolve_family
 from lightning_modules.optim import OptimConfig
 from lightning_modules.stems import stem_options
+from lightning_modules.val_windows import WINDOWS_METRIC
 
 DEFAULT_DATA, DEFAULT_MODEL = "ett", "linear"
 
@@ -184,11 +186,40 @@ def parse_run_args(argv: list[str], prog: str = "stw train") -> dict[str, Any]:
     files = [read_config_file(argv[i + 1]) for i, w in enumerate(argv[:-1]) if w == "--config"]
     data, model = _names(argv, files)
     parser = run_parser(data, model, prog)
-    argv = _drop_name_options(argv)
+    argv = joined_lists(_drop_name_options(argv), list_keys(parser))
     try:
         return check_config(_to_dict(parser.parse_args(argv)))
     except argparse.ArgumentError as error:
         raise _explain(parser, error) from None
+
+
+def list_keys(parser: ArgumentParser) -> set[str]:
+    """The keys whose type is a list (or an optional list), from the type jsonargparse recorded for each option."""
+    hints = {action.dest: getattr(action, "_typehint", None) for action in parser._actions}
+    return {key for key, hint in hints.items() if any(get_origin(h) is list for h in (hint, *get_args(hint)))}
+
+
+def joined_lists(argv: list[str], keys: set[str]) -> list[str]:
+    """List options in the forms people write, as the one jsonargparse reads: `--data.paths a.txt b.txt` (the
+    words up to the next --option) and `data.paths=a.txt,b.txt` become `--data.paths=["a.txt", "b.txt"]`. A value
+    already in brackets (`data.paths=[a,b]`) or null is left as it is."""
+    out, i = [], 0
+    while i < len(argv):
+        key, sep, value = argv[i].partition("=")
+        i += 1
+        if not key.startswith("--") or key[2:] not in keys:
+            out.append(argv[i - 1])
+            continue
+        words = [value] if sep else []
+        while not sep and i < len(argv) and not argv[i].startswith("--"):
+            words.append(argv[i])
+            i += 1
+        if not words or (len(words) == 1 and (words[0].startswith("[") or words[0] in ("null", "None"))):
+            out.append(f"{key}={words[0]}" if words else key)  # jsonargparse reads it, or names what is missing
+            continue
+        items = [item for word in words for item in word.split(",") if item]
+        out.append(f"{key}={json.dumps(items)}")
+    return out
 
 
 def _fraction_or_count(value: float | int) -> bool:
@@ -213,6 +244,7 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optim.weight_decay": (lambda v: v >= 0, "0 or more"),
     "optim.gamma": (lambda v: v > 0, "greater than 0"),
     "optim.step_size": (lambda v: v >= 1, "at least 1"),
+    "task.val_windows": (lambda v: v >= 1, "at least 1 (1: one validation score over the whole period)"),
 }
 
 
@@ -228,11 +260,17 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     if config["trainer"]["monitor"] not in monitorable:
         raise ConfigError(f"trainer.monitor={config['trainer']['monitor']!r} is not a metric this task logs on "
                           f"validation; choose one of: {', '.join(monitorable)}")  # fmt: skip
+    if config["trainer"]["monitor"] == WINDOWS_METRIC and flat.get("task.val_windows", 1) < 2:
+        raise ConfigError(f"trainer.monitor={WINDOWS_METRIC} needs task.val_windows=K with K >= 2 validation blocks "
+                          f"to average; got task.val_windows={flat.get('task.val_windows', 1)}")  # fmt: skip
     check_device_options(config["trainer"])
     family, overrides = resolve_family(config["model"]["family"])
     FAMILIES[family].config(**{**overrides, **{k: v for k, v in config["model"].items() if k != "family"}})
     options = {k: v for k, v in config["data"].items() if k != "name"}
-    dataset_class(config["data"]["name"]).Options(**options)
+    resolved = dataset_class(config["data"]["name"]).Options(**options)
+    # The options as the dataset resolved them (stock tickers named by their paths, a table's path made
+    # absolute), so the saved and shown config says what the run read.
+    config["data"].update({key: getattr(resolved, key) for key in options})
     return config
 
 

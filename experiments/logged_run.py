@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from datamodules.errors import RunError
 from experiments.config import config_from_dict
+from experiments.plugins import missing_plugins
 from experiments.tracking import TOOL, Tag, default_tracking_uri, final_metrics
 
 CONFIG, FINGERPRINT, PREPROCESSING, CHECKPOINT = (
@@ -114,6 +115,8 @@ class LoggedRun:
                            "or damaged after the run, so the run cannot be rebuilt from it") from None  # fmt: skip
         if not isinstance(stored, dict):
             raise RunError(f"run {self.run_id}: its {CONFIG} holds {type(stored).__name__}, not a run config")
+        if missing := missing_plugins(stored, self.tags):
+            raise RunError(f"run {self.run_id}: {missing}")
         return config_from_dict(stored)
 
 

@@ -25,10 +25,12 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
+from pandas.tseries.frequencies import to_offset
 from torch import Tensor
 
-from datamodules import StwDataModule, ett, stock
+from datamodules import StwDataModule, benchmarks, ett, stock, table
 from datamodules.errors import ConfigError, DataError
+from datamodules.modes import ModeOptions
 from datamodules.stock_direction import StockDirectionDataModule
 from datamodules.timeseries import WindowedSeriesDataModule, float32_rows
 from datamodules.video.datamodule import FrameDataModule
@@ -51,6 +53,11 @@ def single_file(paths: list[Path], what: str) -> Path:
 def ett_features(paths: list[Path], options: ett.EttOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
     path = single_file(paths, f"a CSV with the header date,{','.join(ett.CHANNELS)}")
     return ett.features_from_frame(ett.read_frame(path), options)
+
+
+def benchmark_features(paths: list[Path], options: ModeOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
+    path = single_file(paths, "a CSV with the header date,<the run's channels>")
+    return benchmarks.features_from_frame(benchmarks.read_frame(path), options, path)
 
 
 def ticker_files(paths: list[Path], options: stock.StockOptions) -> dict[str, Path]:
@@ -90,10 +97,18 @@ def regular_spacing(index: pd.DatetimeIndex, steps: np.ndarray) -> pd.DatetimeIn
     return index[-1] + spacings[0] * steps
 
 
-def business_days(index: pd.DatetimeIndex, steps: np.ndarray) -> pd.DatetimeIndex:
-    """n business days (Monday to Friday) after the last date; exchange holidays are not known, so not skipped."""
-    after = {n: index[-1] + pd.offsets.BDay(n) for n in np.unique(steps).tolist()}
-    return pd.DatetimeIndex([after[n] for n in steps.tolist()])
+def steps_of(offset: pd.DateOffset) -> FutureTimes:
+    """n steps of a pandas frequency after the index's last time (calendar offsets such as month starts too)."""
+
+    def future(index: pd.DatetimeIndex, steps: np.ndarray) -> pd.DatetimeIndex:
+        after = {n: index[-1] + n * offset for n in np.unique(steps).tolist()}
+        return pd.DatetimeIndex([after[n] for n in steps.tolist()])
+
+    return future
+
+
+# n business days (Monday to Friday) after the last date; exchange holidays are not known, so not skipped.
+business_days = steps_of(pd.offsets.BDay())
 
 
 def forecast_times(index: pd.DatetimeIndex, rows: np.ndarray, future: FutureTimes) -> pd.Series:
@@ -277,9 +292,21 @@ def classify_moves(datamodule: StockDirectionDataModule, module: pl.LightningMod
     return class_table({"window_end": inputs.index[ends], "move_end": move_ends}, probs, module.class_names)
 
 
+def table_forecast(datamodule: table.TableDataModule, module: pl.LightningModule, paths: list[Path],
+                   future_only: bool = False) -> pd.DataFrame:  # fmt: skip
+    """A table run's forecasts: the file read with the run's columns and frequency, times past its end continuing
+    that frequency."""
+    path = single_file(paths, "a CSV or Parquet table with the run's date column and value columns")
+    read = forecaster(lambda _paths, _options: datamodule.features_for(path), steps_of(to_offset(datamodule.frequency)))
+    return read(datamodule, module, paths, future_only)
+
+
 PREDICTORS: dict[str, Predictor] = {
     "ett": forecaster(ett_features),
+    **{name: forecaster(ett_features) for name in ("etth1", "etth2", "ettm1", "ettm2")},
+    **{name: forecaster(benchmark_features) for name in benchmarks.BENCHMARKS},
     "stock": forecaster(stock_features, business_days, stock_closes),
+    "table": table_forecast,
     "stock-direction": classify_moves,
     "sms": classify_texts,
     "gestures": classify_windows,
@@ -287,6 +314,16 @@ PREDICTORS: dict[str, Predictor] = {
     "hmdb51-samples": classify_clips,
     "video-folder": classify_clips,
 }
+
+
+def predictor_for(run_id: str, name: str, datamodule: StwDataModule) -> Predictor:
+    """The dataset's predictor; a dated-series dataset without one (a plugin's) is read by its features_from_files."""
+    if name in PREDICTORS:
+        return PREDICTORS[name]
+    if isinstance(datamodule, WindowedSeriesDataModule):
+        return forecaster(lambda paths, options: datamodule.features_from_files(paths))
+    raise RunError(f"run {run_id} trained on {name!r}, which stw predict does not handle yet; it handles "
+                   f"{', '.join(sorted(PREDICTORS))} and dated-series datasets that read files (features_from_files)")  # fmt: skip
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -340,16 +377,12 @@ def predict_main(args: argparse.Namespace) -> int:
             raise DataError(f"{path}: input not found; give the file (or clip folder) to predict with --input")
     with fetch_run(args.run_id, args.tracking_uri) as run:
         name, datamodule, module = loaded_model(run)
-        if name not in PREDICTORS:
-            raise RunError(
-                f"run {run.run_id} trained on {name!r}, which stw predict does not handle yet; "
-                f"it handles {', '.join(sorted(PREDICTORS))}"
-            )
+        predictor = predictor_for(run.run_id, name, datamodule)
         if args.future and not isinstance(datamodule, WindowedSeriesDataModule):
-            raise ConfigError(f"--future applies to runs on dated series (ett, stock, stock-direction); run "
+            raise ConfigError(f"--future applies to runs on dated series (ett, stock, stock-direction, table); run "
                               f"{run.run_id} trained on {name!r}: leave --future out")  # fmt: skip
         with torch.inference_mode():
-            table = PREDICTORS[name](datamodule, module, args.input, **({"future_only": True} if args.future else {}))
+            table = predictor(datamodule, module, args.input, **({"future_only": True} if args.future else {}))
     # Six significant digits: float32 forecasts carry about seven, and 12.524999618530273 is noise past them.
     table.to_csv(args.output, index=False, float_format="%.6g")
     print(f"wrote {len(table)} rows to {args.output} (run {args.run_id} on {name})")

@@ -26,6 +26,7 @@ from experiments import tracking
 from experiments.config import config_from_dict, datamodule_for
 from experiments.devices import is_worker_process, placement, placement_tags, relaunchable
 from experiments.logged_run import CONFIG, FINGERPRINT, LoggedRun, RunError, fetch_run
+from experiments.plugins import installed_versions, recorded
 from experiments.tables import text_table
 from experiments.tracking import PROJECT_PACKAGES, Tag, final_metrics
 
@@ -281,11 +282,14 @@ def check_run(run: LoggedRun, allowed: dict[str, bool], data_root: str | None = 
     config, placement_notes = placed_elsewhere(config, list(placement_words))
     code = code_check(run.tags, tracking.git_state())
     found = (data_difference(run, config), code_difference(run, code.problems),
-             package_difference(run, tracking.package_versions()))  # fmt: skip
+             package_difference(run, {**tracking.package_versions(), **installed_versions(run.tags)}))  # fmt: skip
     differences = [d for d in found if d is not None]
     if refused := [d.report(allowed=False) for d in differences if not allowed[d.kind]]:
         raise ReproduceRefused(f"refusing to reproduce run {run.run_id}:\n" + "\n".join(refused))
-    notes = location_notes + placement_notes + code.notes + [d.report(allowed=True) for d in differences]
+    # An installed plugin's version is checked like a package's; a --plugin module has no version to compare.
+    plugin_notes = [f"the run used the plugin module {entry}, which is not an installed package, so its code cannot "
+                    "be compared with the run's" for entry in recorded(run.tags) if "==" not in entry]  # fmt: skip
+    notes = location_notes + placement_notes + code.notes + plugin_notes + [d.report(allowed=True) for d in differences]
     return Plan(config, notes, [d.kind for d in differences], device_difference(run.tags, config))
 
 

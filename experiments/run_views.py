@@ -28,6 +28,10 @@ KEY_PARAMS = {"data.lookback": "lookback", "data.horizon": "horizon", "optim.lr"
 KEY_METRICS = ["val_loss", "val_mse", "val_f1", "test_mse", "test_mae", "test_mase", "test_acc", "test_f1",
                "skill_vs_best_naive", "test_hit_rate"]  # fmt: skip
 CURVES = ("train_loss", "val_loss")
+# What `stw runs` ranks by unless told otherwise (the first any listed run has; `stw runs --help` names them): a
+# validation metric, since choosing a model by its test score turns the test set into a validation set and its
+# figure then overstates how the model does on data it has not seen.
+DEFAULT_RANKING = ("val_mse", "val_f1", "val_loss")
 
 
 @contextmanager
@@ -113,7 +117,7 @@ def ranked(table: pd.DataFrame, metric: str, top: int) -> tuple[pd.DataFrame, st
     column = f"metrics.{metric}"
     if column in table and table[column].notna().any():
         table = table.sort_values(column, ascending=metric_mode(metric) == "min", na_position="last", kind="stable")
-        order = f"best {metric} first"
+        order = f"ranked by {metric}, best first"
     else:
         table = table.sort_values("started", ascending=False, kind="stable")
         order = f"newest first (no run has {metric}; choose one with --metric)"
@@ -123,6 +127,24 @@ def ranked(table: pd.DataFrame, metric: str, top: int) -> tuple[pd.DataFrame, st
     shown = shown[[*keep, *scores, "status", "started", "duration_s"]]
     shown = shown.dropna(axis=1, how="all").rename(columns=lambda c: c.removeprefix("metrics."))
     return shown, f"{len(shown)} of {len(table)} runs, {order}"
+
+
+def sweep_metric(sweep: str | None, tracking_uri: str | None) -> str | None:
+    """The validation metric a sweep optimised (its parent's stw.metric tag), for ranking its runs by it."""
+    if not sweep:
+        return None
+    return mlflow.MlflowClient(default_tracking_uri(tracking_uri)).get_run(sweep).data.tags.get("stw.metric")
+
+
+def validation_metric(table: pd.DataFrame, preferred: str | None) -> str:
+    """What `stw runs` ranks by when not told: a sweep's objective `preferred` at each run's tested checkpoint
+    (best_<objective>, logged by experiments.train), or as last logged; else the first validation metric of
+    DEFAULT_RANKING any listed run has; never a test metric."""
+    chosen = [f"best_{preferred}", preferred] if preferred else []
+    for name in (*chosen, *DEFAULT_RANKING):
+        if f"metrics.{name}" in table and table[f"metrics.{name}"].notna().any():
+            return name
+    return preferred or DEFAULT_RANKING[0]
 
 
 def render(table: pd.DataFrame, fmt: str) -> str:
@@ -145,7 +167,9 @@ def runs_main(args: argparse.Namespace) -> int:
             + (f" ({hidden.sum()} smoke-check runs hidden; --smoke lists them)" if hidden.any() else "")
         )
         return 0
-    table, summary = ranked(listing(found), args.metric, args.top)
+    table = listing(found)
+    metric = args.metric or validation_metric(table, sweep_metric(args.sweep, args.tracking_uri))
+    table, summary = ranked(table, metric, args.top)
     print(render(table, args.format))
     if args.format == "table":
         smoke = f"; {hidden.sum()} runs on smoke-check datasets hidden (--smoke lists them)" if hidden.any() else ""

@@ -35,22 +35,29 @@ class Tag:
     GIT_DIRTY = "stw.git_dirty"
     VERSION = "stw.version."  # + package name
     FINGERPRINT = "stw.data_fingerprint"
+    PLUGINS = "stw.plugins"  # the plugins its dataset and family came from: dist==version, or a --plugin module
     SMOKE_CHECK = "stw.smoke_check"  # the dataset's reason why its test scores are not an evaluation
     DEVICE = "stw.device"  # the device type the run trained on: cpu, cuda or mps
     DEVICES = "stw.devices"  # how many of them, over all nodes: the data-parallel world size
     DEVICE_NAME = "stw.device_name"  # the GPU model, for CUDA runs
     ERROR = "stw.error"
     CLOSE_ERROR = "stw.close_error"  # what failed while the run was being closed (its artifacts or reports)
-    ROLE = "stw.role"  # "sweep" (a study's parent), "trial" or "ensemble"; a plain `stw train` run has none
     ENSEMBLE_MEMBERS = "stw.ensemble_members"  # an ensemble's member run IDs, comma-separated
     ENSEMBLE_RUN_ID = "stw.ensemble_run_id"  # on a sweep's parent: the ensemble of its top trials
+    ROLE = "stw.role"  # "sweep" (a study's parent), "trial", "confirm" or "ensemble"; a plain `stw train` run has none
     STUDY = "stw.study"
     TRIAL_NUMBER = "stw.trial_number"
     TRIAL_STATE = "stw.trial_state"
+    RECIPE = "stw.recipe"  # the search space's recipe a trial ran (experiments/sweep/recipes.py)
+    CUT_BY = "stw.cut_by"  # the time budget that stopped a trial's training: sweep_timeout or trial_timeout
     REPRODUCES = "stw.reproduces"
     REPRODUCE_ALLOWED = "stw.reproduce_allowed"
     BEST_RUN_ID = "stw.best_run_id"
     BEST_TRIAL = "stw.best_trial"
+    CONFIRMS_TRIAL = "stw.confirms_trial"  # a confirm run (role "confirm"): the trial whose config it retrains
+    CONFIRMS_RUN = "stw.confirms_run"  # ... and that trial's run ID
+    CHOSEN_TRIAL = "stw.chosen_trial"  # on a confirmed sweep's parent: the configuration with the best mean val score
+    CHOSEN_RUN_ID = "stw.chosen_run_id"
     PARENT = "mlflow.parentRunId"
 
 

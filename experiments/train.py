@@ -28,6 +28,7 @@ from datamodules.windows import rank_seed
 from experiments import plots
 from experiments.config import datamodule_for, dump_config, flatten, metric_mode
 from experiments.devices import Placement, check_placement, is_worker_process, placement_tags
+from experiments.plugins import plugin_tags
 from experiments.task_reports import TASK_REPORTS
 from experiments.tracking import Tag, TrackedRun, pip_freeze, provenance_tags
 from lightning_modules import TASKS
@@ -148,7 +149,7 @@ def build_trainer(config: dict[str, Any], where: Placement, logger: MLFlowLogger
 
 def run_tags(config: dict[str, Any], parent_run_id: str | None, extra: dict[str, str]) -> dict[str, str]:
     tags = {Tag.DATA: config["data"]["name"], Tag.FAMILY: config["model"]["family"], Tag.SEED: str(config["seed"]),
-            **provenance_tags(), **extra}  # fmt: skip
+            **provenance_tags(), **plugin_tags(config["data"]["name"], [config["model"]["family"]]), **extra}  # fmt: skip
     if parent_run_id:
         tags[Tag.PARENT] = parent_run_id
     return tags
@@ -196,6 +197,7 @@ def run_training(
         with interrupts_as_keyboard_interrupt():
             trainer.fit(module, datamodule=datamodule)
             run.log_metric("fit_seconds", time.perf_counter() - started)
+            log_best_score(run, trainer, config)
             trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=not quiet)
         log_test_reports(run, datamodule, module, workdir, config)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -203,6 +205,14 @@ def run_training(
     best = trainer.checkpoint_callback.best_model_score
     best_score = float(best) if best is not None else float("nan")
     return RunResult(run.run_id, run.experiment_id, metrics, best_score, run.status)
+
+
+def log_best_score(run: TrackedRun, trainer: pl.Trainer, config: dict[str, Any]) -> None:
+    """`best_<monitor>`: the monitored validation score of the checkpoint the run is tested with, which the last
+    epoch's `<monitor>` is not once training went past its best; what a sweep's objective is, and ranks by."""
+    best = trainer.checkpoint_callback.best_model_score
+    if best is not None:
+        run.log_metric(f"best_{config['trainer']['monitor']}", float(best))
 
 
 def seeded_datamodule(config: dict[str, Any]) -> StwDataModule:

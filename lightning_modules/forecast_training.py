@@ -40,12 +40,14 @@ from torchmetrics import (
 from torchmetrics.classification import BinaryAccuracy
 
 from datamodules.specs import ForecastSpec, as_spec
+from datamodules.windows import process_shard, rank_block
 from lightning_modules.backtest import BUY_AND_HOLD, Backtest, backtests
 from lightning_modules.baselines import best_naive, naive_forecasts, scaled_zero, skill
 from lightning_modules.epoch_losses import EpochLosses
 from lightning_modules.forecast_model import Forecaster
 from lightning_modules.optim import OptimConfig, configure_optimizers
 from lightning_modules.pooling import TemporalPooling
+from lightning_modules.val_windows import WINDOWS_METRIC, BlockMSE
 
 MODEL = "model"  # the forecaster's name beside the baselines' in `errors_by_step`
 BEST_NAIVE_TAG = "stw.best_naive"
@@ -68,6 +70,9 @@ class ForecastTask:
             MASE keeps the dataset's own season, so it stays comparable between runs.
         cost_bps: return targets only: what every trade of the test backtest costs, in basis points of the
             amount traded (5 = 0.05%).
+        val_windows: cut the validation period into this many consecutive blocks of forecast windows and log each
+            block's MSE (val_mse_w1..K) and their mean, val_mse_windows, a selection score in which every block
+            weighs the same (lightning_modules/val_windows.py defines the blocks); 1 logs neither.
     """
 
     loss: Literal["mse", "mae", "huber"] = "mse"
@@ -79,6 +84,7 @@ class ForecastTask:
     input_noise: float = 0.0
     season: int | None = None
     cost_bps: float = 5.0
+    val_windows: int = 1
 
 
 def forecast_metrics(prefix: str) -> MetricCollection:
@@ -214,7 +220,8 @@ class ForecastingModule(pl.LightningModule):
 
     Task = ForecastTask
     sweep_metric = "val_mse"
-    monitorable = ("val_loss", "val_mse", "val_mae")  # what validation logs: trainer.monitor must be one of them
+    # What validation logs: trainer.monitor must be one of them (val_mse_windows only with task.val_windows >= 2).
+    monitorable = ("val_loss", "val_mse", "val_mae", WINDOWS_METRIC)
     sweep_families = ("linear", "cnn", "rnn", "transformer", "cnn_rnn_transformer")
 
     def __init__(self, config: dict[str, Any], spec: ForecastSpec | dict[str, Any]) -> None:
@@ -240,6 +247,8 @@ class ForecastingModule(pl.LightningModule):
         ]
         self.losses = EpochLosses()
         self.val_metrics = forecast_metrics("val_")
+        self.val_blocks = BlockMSE(task.val_windows) if task.val_windows > 1 else None
+        self.val_position = (0, 0)  # (index of the next validation window this process scores, windows in all)
         # Runs logged before the spec carried the target scaler score in scaled units only.
         self.units = TargetUnits(spec) if spec.target_mean is not None else None
         self.baselines = naive_forecasts(spec, task.season or spec.season)
@@ -267,16 +276,30 @@ class ForecastingModule(pl.LightningModule):
         self.losses.add_train(self, loss, len(x))
         return loss
 
+    def on_validation_epoch_start(self) -> None:
+        if self.val_blocks is not None:
+            # Evaluation loaders serve each process one contiguous block of windows in order (datamodules.windows),
+            # so a window's index is where this process's block starts plus the windows scored before it.
+            windows = len(self.trainer.val_dataloaders.dataset)
+            self.val_position = (rank_block(windows, process_shard()).start, windows)
+
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
         pred = self(x)
         self.losses.add_val(self.loss_fn(pred, y), len(x))
         self.val_metrics.update(pred, y)
+        if self.val_blocks is not None:
+            first, windows = self.val_position
+            self.val_blocks.update(pred, y, first, windows)
+            self.val_position = (first + len(x), windows)
 
     def on_validation_epoch_end(self) -> None:
         self.losses.log_val(self)
         self.log_dict(self.val_metrics.compute())
         self.val_metrics.reset()
+        if self.val_blocks is not None:
+            self.log_dict(self.val_blocks.scores())
+            self.val_blocks.reset()
 
     def on_test_epoch_start(self) -> None:
         for scores in (*self.scores.values(), self.return_scores):

@@ -79,3 +79,25 @@ def test_a_saved_config_with_a_stem_section_round_trips(tmp_path):
     assert config_from_dict(yaml.safe_load(path.read_text())) == config
     assert parse_run_args(["--config", str(path)]) == config
     assert config_from_dict({"data": {"name": "moving-shapes"}, "stem": {"layers": 2}})["stem"]["layers"] == 2
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["--data.paths", "a.txt", "B.csv"],
+        ["--data.paths", "a.txt,B.csv"],
+        ["data.paths=a.txt,B.csv"],
+        ["data.paths=[a.txt,B.csv]"],
+        ["--data.paths=a.txt", "--data.paths+=B.csv"],
+    ],
+)
+def test_a_list_option_takes_the_forms_people_write(words):
+    config = parse_run_args(["--data", "stock", *words, "data.lookback=5"])
+    assert config["data"]["paths"] == ["a.txt", "B.csv"] and config["data"]["lookback"] == 5
+    # The tickers a run reads are its files' names, never the default beside them.
+    assert config["data"]["tickers"] == ["a", "b"]
+    assert "spy" not in dump_config(config)
+
+
+def test_a_list_option_given_one_word_is_a_list_of_one():
+    assert parse_run_args(["--data", "stock", "--data.tickers", "ko"])["data"]["tickers"] == ["ko"]

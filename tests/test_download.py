@@ -2,14 +2,19 @@
 
 import hashlib
 import shutil
+from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
-from datamodules import ett, stock
-from datamodules.download import Source, download_file, ensure_file
+from datamodules import DATASETS, benchmarks, ett, stock, text
+from datamodules.download import Source, download_file, ensure_file, git_blob_id
 from datamodules.errors import DataError
 from datamodules.fingerprint import sha256_file
+from datamodules.video import gestures, hmdb51
+from datamodules.video.datamodule import ClipOptions
+from experiments.cli import main
 from tests.local_http import Server, serving
 
 GOOD = b"date,value\n2020-01-01,1.0\n" * 1000
@@ -99,3 +104,163 @@ def test_shared_copies_match_the_published_hashes(shared_data: Path) -> None:
     assert sha256_file(shared_data / "ett" / "ETTh1.csv") == ett.SOURCES["ETTh1.csv"].sha256
     for ticker, source in stock.SOURCES.items():
         assert sha256_file(shared_data / "stock" / f"{ticker}.us.txt") == source.sha256, ticker
+
+
+# --- the standard benchmarks, sms and the video data -----------------------------------------------------------
+
+
+def test_etth2_prepare_data_fetches_its_pinned_file(server: Server, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(ett.SOURCES, "ETTh2.csv", Source(f"{server.url}/good.csv", GOOD_SHA))
+    ett.Etth2DataModule(ett.EttOptions(root=str(tmp_path))).prepare_data()
+    assert (tmp_path / "ett" / "ETTh2.csv").read_bytes() == GOOD and server.requests == ["/good.csv"]
+
+
+def git_blob(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def test_git_blob_id_is_the_id_in_the_upstream_commits_tree(shared_data: Path) -> None:
+    # ETTh1.csv is blob a52c4925... in zhouhaoyi/ETDataset's tree at the pinned commit (git ls-tree).
+    assert git_blob_id(shared_data / "ett" / "ETTh1.csv") == "a52c4925778c07c1ef1a2cf6fd01594919717d9e"
+
+
+@pytest.mark.parametrize("served", ["good.csv", "corrupted.csv"])
+def test_ettm1_is_verified_by_its_git_blob_id(served: str, server: Server, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(ett.SOURCES, "ETTm1.csv", Source(f"{server.url}/{served}", git_blob=git_blob(GOOD)))
+    module = ett.Ettm1DataModule(ett.EttOptions(root=str(tmp_path)))
+    dest = tmp_path / "ett" / "ETTm1.csv"
+    if served == "good.csv":
+        module.prepare_data()
+        assert dest.read_bytes() == GOOD
+        dest.write_bytes(CORRUPTED)  # a changed copy is refused by its git blob id too
+        with pytest.raises(DataError, match=f"git blob id is {git_blob(CORRUPTED)}, but the published file has"):
+            module.prepare_data()
+    else:
+        with pytest.raises(DataError, match=f"expected git blob id {git_blob(GOOD)}, got {git_blob(CORRUPTED)}"):
+            module.prepare_data()
+        assert not dest.exists()
+
+
+@pytest.mark.parametrize("name", ["exchange", "ili"])
+@pytest.mark.parametrize("served", ["good.csv", "corrupted.csv"])
+def test_benchmark_prepare_data_saves_only_the_verified_bytes(
+    name: str, served: str, server: Server, tmp_path: Path, monkeypatch
+) -> None:
+    module = benchmarks.MODULES[name]
+    pinned = replace(module.benchmark, source=Source(f"{server.url}/{served}", GOOD_SHA))
+    monkeypatch.setattr(module, "benchmark", pinned)
+    datamodule = module(module.Options(root=str(tmp_path)))
+    dest = datamodule.data_files()[0]
+    if served == "good.csv":
+        datamodule.prepare_data()
+        assert dest.read_bytes() == GOOD
+    else:
+        with pytest.raises(DataError, match="is corrupted"):
+            datamodule.prepare_data()
+        assert not dest.exists()
+
+
+def serve_sms(server: Server, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copy(shared_data / "text" / "SMSSpamCollection", server.folder / "SMSSpamCollection")
+    published = text.SOURCES["SMSSpamCollection"]
+    monkeypatch.setitem(text.SOURCES, "SMSSpamCollection", Source(f"{server.url}/SMSSpamCollection", published.sha256))
+
+
+def test_sms_prepare_data_fetches_the_collection_once(server, tmp_path, shared_data, monkeypatch) -> None:
+    serve_sms(server, shared_data, monkeypatch)
+    module = text.TextDataModule(text.TextOptions(root=str(tmp_path)))
+    module.prepare_data()
+    module.prepare_data()
+    assert sha256_file(tmp_path / "text" / "SMSSpamCollection") == text.SOURCES["SMSSpamCollection"].sha256
+    assert server.requests == ["/SMSSpamCollection"]
+
+
+def test_a_corrupted_sms_download_is_refused(server: Server, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(text.SOURCES, "SMSSpamCollection", Source(f"{server.url}/corrupted.csv", GOOD_SHA))
+    with pytest.raises(DataError, match="corrupted"):
+        text.TextDataModule(text.TextOptions(root=str(tmp_path))).prepare_data()
+    assert not (tmp_path / "text" / "SMSSpamCollection").exists()
+
+
+def test_sms_from_the_users_own_path_fetches_nothing(server: Server, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(text.SOURCES, "SMSSpamCollection", Source(f"{server.url}/good.csv", GOOD_SHA))
+    text.TextDataModule(text.TextOptions(root=str(tmp_path), path=str(tmp_path / "mine.tsv"))).prepare_data()
+    assert server.requests == []
+
+
+def test_hmdb51_samples_fetch_all_six_clips_by_their_percent_encoded_names(
+    server: Server, tmp_path: Path, shared_data: Path, monkeypatch
+) -> None:
+    for name, source in list(hmdb51.SOURCES.items()):
+        shutil.copy(shared_data / "video" / "hmdb51_samples" / name, server.folder / name)
+        monkeypatch.setitem(hmdb51.SOURCES, name, Source(f"{server.url}/{quote(name)}", source.sha256))
+    hmdb51.Hmdb51Samples(ClipOptions(root=str(tmp_path))).prepare_data()
+    for name, source in hmdb51.SOURCES.items():
+        assert sha256_file(tmp_path / "video" / "hmdb51_samples" / name) == source.sha256, name
+    assert len(server.requests) == 6
+
+
+def test_a_corrupted_clip_is_refused_naming_its_url(server: Server, tmp_path: Path, monkeypatch) -> None:
+    name = next(iter(hmdb51.SOURCES))
+    monkeypatch.setitem(hmdb51.SOURCES, name, Source(f"{server.url}/corrupted.csv", hmdb51.SOURCES[name].sha256))
+    with pytest.raises(DataError, match=f"download of {server.url}/corrupted.csv is corrupted"):
+        hmdb51.Hmdb51Samples(ClipOptions(root=str(tmp_path))).prepare_data()
+    assert not (tmp_path / "video" / "hmdb51_samples" / name).exists()
+
+
+def test_gestures_fetch_each_of_the_74_recordings(server, tmp_path, shared_data, monkeypatch) -> None:
+    shutil.copytree(shared_data / "video" / "ground_guide_pose" / "images", server.folder / "images")
+    for name, source in list(gestures.SOURCES.items()):
+        monkeypatch.setitem(
+            gestures.SOURCES, name, Source(f"{server.url}/images/{name}/gesture_data.csv", source.sha256)
+        )
+    module = gestures.Gestures(gestures.GestureOptions(root=str(tmp_path)))
+    module.prepare_data()
+    assert len(server.requests) == 74 and len(module.files()) == 74
+    for path, source in module.sources().items():
+        assert sha256_file(path) == source.sha256, path
+
+
+def test_text_and_video_sources_point_at_the_provenance_commits() -> None:
+    assert (
+        "/b8a2ed94a03f64acc822021caea9d85c1a8fc583/smsspamcollection/SMSSpamCollection"
+        in text.SOURCES["SMSSpamCollection"].url
+    )
+    commits = {source.url.split("/")[5] for source in hmdb51.SOURCES.values()}
+    assert commits == {"ae9d25a210332a2a58aabecf9f106ef481aeb747", "379f0f6a760397da7478de95f34a1da8351693fb"}
+    assert len(gestures.SOURCES) == 74
+    assert all("/edacdd38b03fff57e53282c31b7f43925d3c012a/images/" in s.url for s in gestures.SOURCES.values())
+    assert ett.SOURCES["ETTh2.csv"].url.endswith("/1d16c8f4f943005d613b5bc962e9eeb06058cf07/ETT-small/ETTh2.csv")
+
+
+def test_shared_text_and_video_copies_match_the_registered_hashes(shared_data: Path) -> None:
+    assert sha256_file(shared_data / "text" / "SMSSpamCollection") == text.SOURCES["SMSSpamCollection"].sha256
+    for name, source in hmdb51.SOURCES.items():
+        assert sha256_file(shared_data / "video" / "hmdb51_samples" / name) == source.sha256, name
+    images = shared_data / "video" / "ground_guide_pose" / "images"
+    for name, source in gestures.SOURCES.items():
+        assert sha256_file(images / name / "gesture_data.csv") == source.sha256, name
+
+
+@pytest.mark.parametrize("name", ["etth2", "exchange", "ili"])  # the benchmarks with a pinned sha256
+def test_shared_benchmark_copies_match_the_registered_hashes(name: str, shared_data: Path) -> None:
+    module = DATASETS[name](DATASETS[name].Options(root=str(shared_data)))
+    for path, source in module.sources().items():
+        if not path.exists():
+            pytest.skip(f"{path} is not in the shared data")
+        assert sha256_file(path) == source.sha256
+
+
+@pytest.mark.slow
+def test_stw_train_on_sms_downloads_into_an_empty_data_folder(
+    server: Server, tmp_path: Path, shared_data: Path, tracking_uri: str, monkeypatch
+) -> None:
+    serve_sms(server, shared_data, monkeypatch)
+    empty = tmp_path / "fresh"
+    monkeypatch.setenv("STW_DATA_DIR", str(empty))
+    args = ["train", "--data", "sms", "--model", "cnn", "model.num_layers=1", "model.channels=8", "data.max_len=32",
+            "task.embed_dim=16", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
+            "trainer.limit_test_batches=2", "--tracking-uri", tracking_uri, "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    assert server.requests == ["/SMSSpamCollection"]
+    assert sha256_file(empty / "text" / "SMSSpamCollection") == text.SOURCES["SMSSpamCollection"].sha256

@@ -113,11 +113,21 @@ def test_runs_lists_an_experiment_best_first_as_a_table(logged, capsys):
         assert column in header, column
     listed = [line.split()[0] for line in out.splitlines()[2:] if line.strip() and not line.startswith("5 of")]
     assert set(listed) == set(logged.runs)
-    by_mse = sorted(
-        (r for r in logged.runs.values() if "test_mse" in r.data.metrics), key=lambda r: r.data.metrics["test_mse"]
+    by_val = sorted(
+        (r for r in logged.runs.values() if "val_mse" in r.data.metrics), key=lambda r: r.data.metrics["val_mse"]
     )
-    assert listed == [r.info.run_id for r in by_mse] + [logged.parent]  # the sweep parent has no test_mse: last
-    assert "5 of 5 runs, best test_mse first" in out
+    assert listed == [r.info.run_id for r in by_val] + [logged.parent]  # the sweep parent has no val_mse: last
+    assert "5 of 5 runs, ranked by val_mse, best first" in out  # validation, never test, unless --metric asks
+
+
+def test_runs_of_a_sweep_rank_by_the_sweeps_own_objective_with_test_beside(logged, capsys):
+    out = _stw(capsys, "runs", "--sweep", logged.parent, "--tracking-uri", logged.uri)
+    header = out.splitlines()[0].split()
+    assert {"best_val_mse", "val_mse", "test_mse"} <= set(header)
+    assert "2 of 2 runs, ranked by best_val_mse, best first" in out  # the score of the checkpoint each trial tested
+    trials = [logged.runs[run_id] for run_id in logged.trials]
+    assert all(r.data.metrics["best_val_mse"] == min(m.value for m in logged.client.get_metric_history(
+        r.info.run_id, "val_mse")) for r in trials)  # fmt: skip
 
 
 def test_runs_as_csv_and_json_hold_the_logged_values(logged, capsys):

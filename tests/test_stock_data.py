@@ -236,6 +236,11 @@ def test_unknown_ticker_without_a_file_says_where_to_put_it(tmp_path: Path) -> N
         module.setup()
 
 
+def test_a_missing_file_of_data_paths_names_the_option(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"zzzz.us.txt not found; check data.paths"):
+        setup_files(tmp_path / "zzzz.us.txt")
+
+
 def test_target_must_be_one_of_the_tickers() -> None:
     with pytest.raises(ConfigError, match="target 'ko' is not one of the tickers"):
         StockOptions(tickers=["spy", "aapl"], target="ko")

@@ -20,11 +20,13 @@ from torch.utils.data import Dataset
 
 from datamodules import register_dataset
 from datamodules.base import DataOptions, StwDataModule
+from datamodules.download import Source
 from datamodules.errors import ConfigError, DataError
 from datamodules.fingerprint import fingerprint
 from datamodules.headers import first_line, header_names, shown
 from datamodules.paths import data_root
 from datamodules.specs import ClassifySpec
+from datamodules.video.gesture_files import SHA256
 from datamodules.video.layouts import SPLITS
 
 # Label i is GESTURES[i] (the source repository's label_list; 10 is the non-gesture "standby").
@@ -53,6 +55,13 @@ JOINTS = (
 )
 KEYPOINT_COLUMNS = tuple(f"{joint}_{axis}" for joint in JOINTS for axis in "xy")
 LABEL_COLUMN = "gesture"
+
+
+UPSTREAM = (
+    "https://raw.githubusercontent.com/sschueth/ground-guide-gesture-dataset/edacdd38b03fff57e53282c31b7f43925d3c012a"
+)
+# recording -> where its gesture_data.csv is published, with its sha256.
+SOURCES = {name: Source(f"{UPSTREAM}/images/{name}/gesture_data.csv", sha256) for name, sha256 in SHA256.items()}
 
 
 @dataclass
@@ -175,13 +184,20 @@ class Gestures(StwDataModule):
         self.persons: dict[str, list[str]] = {}
         self.skipped_recordings = 0
 
+    def folder(self) -> Path:
+        return data_root(self.options.root) / "video" / "ground_guide_pose" / "images"
+
+    def sources(self) -> dict[Path, Source]:
+        return {self.folder() / name / "gesture_data.csv": source for name, source in SOURCES.items()}
+
     def files(self) -> list[Path]:
-        folder = data_root(self.options.root) / "video" / "ground_guide_pose" / "images"
+        folder = self.folder()
         files = sorted(folder.glob("*/gesture_data.csv"))
         if not files:
             raise DataError(
-                f"{folder}: no <recording>/gesture_data.csv files; point --data.root (or $STW_DATA_DIR) "
-                "at the shared data folder that holds video/ground_guide_pose"
+                f"{folder}: no <recording>/gesture_data.csv files; run with data.download=true to fetch the 74 "
+                f"recordings from {UPSTREAM}, or point --data.root (or $STW_DATA_DIR) at the data folder that "
+                "holds video/ground_guide_pose"
             )
         return files
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from experiments import tracking
+from experiments.sweep.budget import TRIAL_FLOOR_S, TRIAL_SHARE, default_trial_timeout
 
 if TYPE_CHECKING:
     from experiments.sweep.study import SweepPlan
@@ -20,6 +21,9 @@ EPILOG = """examples:
   stw sweep                                   a small default sweep on ETTh1 (a few minutes on 2 cores)
   stw sweep --families rnn,transformer --trials 40 --timeout 1800 --workers 2
   stw sweep --study my-study                  resume: completed trials are kept, crashed ones retried
+  stw sweep --val-windows 4 --confirm 3 --seeds 2
+                                              choose by the mean over 4 validation blocks, then retrain the top 3
+                                              with 2 more seeds each and keep the best mean
   stw sweep --space narrow.yaml optim.lr=0.001 trainer.max_epochs=20
                                               narrow the space from a file; key=value fixes a knob
 
@@ -50,7 +54,27 @@ def sweep_parser() -> argparse.ArgumentParser:
         default=6,
         help="the study's target of finished (complete or pruned) trials; a resumed study runs the rest (default: %(default)s)",
     )
-    parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="wall-clock budget of the whole sweep in seconds: running trials stop training when the time to close "
+        "is left (5%%, at least 20 s, at most a quarter), test their best checkpoint so far and are recorded "
+        "(tag stw.cut_by); no trial starts after that",
+    )
+    parser.add_argument(
+        "--trial-timeout",
+        type=float,
+        default=None,
+        help="seconds one trial may take, cut the same way (tag stw.cut_by=trial_timeout); default with --timeout: "
+        f"{TRIAL_SHARE:g} x timeout x workers / trials, at least {TRIAL_FLOOR_S:g} s; none without --timeout",
+    )
+    parser.add_argument(
+        "--no-recipes",
+        dest="recipes",
+        action="store_false",
+        help="do not start with the search space's known recipes (its recipes: section)",
+    )
     parser.add_argument(
         "--study", default=None, help="study name; an existing name resumes it (default: <data>-<time>)"
     )
@@ -62,11 +86,30 @@ def sweep_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default: 1)")
     parser.add_argument("--sampler", choices=["tpe", "random", "cmaes"], default="tpe")
-    parser.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
+    parser.add_argument(
+        "--pruner",
+        choices=["median", "hyperband", "halving", "none"],
+        default="median",
+        help="median: stop a trial below the median of earlier ones at the same epoch; hyperband / halving "
+        "(successive halving): multi-fidelity over epochs, rungs at 1, 3, 9... epochs (default: %(default)s)",
+    )
     parser.add_argument(
         "--metric",
         default=None,
         help="validation metric to optimise (default: val_mse for forecasting, val_f1 for classification)",
+    )
+    parser.add_argument(
+        "--val-windows", type=int, default=1, metavar="K",
+        help="forecasting: score validation in K consecutive blocks of windows (task.val_windows) and optimise "
+        "their mean, val_mse_windows, unless --metric says otherwise (default: 1, one score over the period)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--confirm", type=int, default=0, metavar="K",
+        help="after the search, retrain the top K configurations with --seeds extra seeds each and choose the one "
+        "with the best mean validation score (default: 0, no confirmation)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seeds", type=int, default=2, metavar="S", help="extra seeds per confirmed configuration (default: 2)"
     )
     parser.add_argument("--config", type=Path, default=None, help="base run config (YAML) every trial starts from")
     parser.add_argument(
@@ -134,10 +177,12 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
     from datamodules.errors import ConfigError
     from experiments.config import config_from_dict, read_config_file
     from experiments.devices import check_placement
+    from experiments.plugins import explicit_modules
     from experiments.sweep.driver import SWEEP_DEFAULTS
     from experiments.sweep.space import deep_merge, load_space, nest
     from experiments.sweep.study import SweepPlan, default_storage
     from lightning_modules import TASKS
+    from lightning_modules.val_windows import WINDOWS_METRIC
 
     if args.trials < 1 or args.workers < 1:
         raise ConfigError(
@@ -147,20 +192,30 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
         raise ConfigError(f"--timeout must be a number of seconds above 0, got {args.timeout:g}")
     if args.ensemble and args.ensemble < 2:
         raise ConfigError(f"--ensemble {args.ensemble}: an ensemble averages two or more trials; give K >= 2")
+    if args.trial_timeout is not None and args.trial_timeout <= 0:
+        raise ConfigError(f"--trial-timeout must be a number of seconds above 0, got {args.trial_timeout:g}")
     if args.max_failures is not None and args.max_failures < 1:
         raise ConfigError(f"--max-failures must be at least 1, got {args.max_failures}")
     if args.storage:
         check_storage_url(args.storage)
+    if args.val_windows < 1 or args.confirm < 0 or args.seeds < 1:
+        raise ConfigError(f"--val-windows and --seeds must be at least 1 and --confirm at least 0, got --val-windows "
+                          f"{args.val_windows} --confirm {args.confirm} --seeds {args.seeds}")  # fmt: skip
     task = TASKS[dataset_class(args.data).task]
+    if args.val_windows > 1 and WINDOWS_METRIC not in task.monitorable:
+        raise ConfigError(f"--val-windows applies to forecasting datasets; {args.data} is a {dataset_class(args.data).task} "
+                          "dataset: drop --val-windows")  # fmt: skip
     families = (
         [f.strip() for f in args.families.split(",") if f.strip()] if args.families else list(task.sweep_families)
     )
     fixed = _overrides(args.overrides)
+    if args.val_windows > 1:
+        fixed["task.val_windows"] = args.val_windows
     base_file = read_config_file(args.config) if args.config else {}
     base = deep_merge(deep_merge(SWEEP_DEFAULTS, base_file), nest({**fixed, "data.name": args.data}))
     for family in families:  # fail before the study starts: unknown family, typo in a key, devices it cannot use
         check_placement(config_from_dict(deep_merge(base, {"model": {"family": family}})))
-    metric = args.metric or task.sweep_metric
+    metric = args.metric or (WINDOWS_METRIC if args.val_windows > 1 else task.sweep_metric)
     return SweepPlan(
         data=args.data,
         families=families,
@@ -181,12 +236,15 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
         quiet=args.quiet,
         max_failures=args.max_failures if args.max_failures is not None else max(3, args.trials),
         ensemble=args.ensemble,
+        trial_timeout=args.trial_timeout or default_trial_timeout(args.timeout, args.workers, args.trials),
+        recipes=args.recipes,
+        plugins=explicit_modules(),
+        confirm=args.confirm,
+        seeds=args.seeds,
     )
 
 
-def sweep_main(argv: list[str]) -> int:
-    # key=value words may sit between options (`stw sweep a=1 --trials 5 b=2`), as with `stw train`.
-    args = sweep_parser().parse_intermixed_args(argv)
+def sweep_main(args: argparse.Namespace) -> int:
     from experiments.sweep.driver import run_sweep
     from experiments.sweep.report import summary_text
     from experiments.train import is_quiet
@@ -207,6 +265,12 @@ def sweep_main(argv: list[str]) -> int:
         from experiments.sweep.report import ensemble_text
 
         print(ensemble_text(study, plan))
+    if plan.confirm:
+        from mlflow.tracking import MlflowClient
+
+        from experiments.sweep.confirm import confirm_text, confirmation
+
+        print(confirm_text(confirmation(MlflowClient(plan.tracking_uri), plan, study), plan))
     print(
         f"sweep parent run: {parent}; resume or extend with: stw sweep --data {plan.data} --study {plan.study} --trials N"
     )

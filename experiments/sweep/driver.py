@@ -27,6 +27,11 @@ from experiments import tracking
 from experiments.config import config_from_dict, datamodule_for
 from experiments.devices import worker_gpu
 from experiments.interrupts import stop_like_ctrl_c
+from experiments.plugins import load_plugins, plugin_tags
+from experiments.sweep.budget import stop_time
+from experiments.sweep.budget_stop import BudgetStop
+from experiments.sweep.confirm import confirm
+from experiments.sweep.recipes import RECIPE_ATTR, enqueue_recipes
 from experiments.sweep.report import report_sweep
 from experiments.sweep.space import deep_merge, nest, sample_overrides
 from experiments.sweep.study import FINISHED, SweepPlan, close_trial_run, failures, open_study, trial_run_id
@@ -93,7 +98,10 @@ class Objective:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which machine and process ran it
         tags = {Tag.STUDY: plan.study, Tag.TRIAL_NUMBER: str(trial.number), Tag.TRIAL_STATE: "RUNNING",
                 Tag.ROLE: "trial", **plan.extra_tags}  # fmt: skip
-        callbacks: list[Callback] = [LinkTrialToRun(trial)]
+        if recipe := trial.user_attrs.get(RECIPE_ATTR):
+            tags[Tag.RECIPE] = recipe
+        budget = BudgetStop(plan.sweep_stop, plan.trial_timeout and stop_time(time.time(), plan.trial_timeout))
+        callbacks: list[Callback] = [LinkTrialToRun(trial), budget]
         if plan.pruner != "none":
             callbacks.append(PyTorchLightningPruningCallback(trial, monitor=plan.metric))
         try:
@@ -108,21 +116,29 @@ class Objective:
                 finished_on=(optuna.TrialPruned,),
                 run_name=f"trial-{trial.number}-{config['model']['family']}",
             )
-        except optuna.TrialPruned:
-            self._mark(trial, "PRUNED")
+        except optuna.TrialPruned as pruned:
+            self._mark(trial, "PRUNED", budget)
+            if budget.cut_by:
+                trial.set_user_attr("error", str(pruned))  # the reason a cut trial has no score
             raise
         except (Exception, KeyboardInterrupt) as error:  # Optuna records both as FAIL
             trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:2000])
             self._mark(trial, "FAIL")
             raise
-        self._mark(trial, "COMPLETE")
+        self._mark(trial, "COMPLETE", budget)
         for name, value in final_metrics(result.metrics).items():
             trial.set_user_attr(name, value)
         return result.best_score
 
-    def _mark(self, trial: optuna.Trial, state: str) -> None:
+    def _mark(self, trial: optuna.Trial, state: str, budget: BudgetStop | None = None) -> None:
+        cut_by = budget.cut_by if budget else None
+        if cut_by:
+            trial.set_user_attr("cut_by", cut_by)
+            trial.set_user_attr("cut_at", budget.cut_at)
         if run_id := trial_run_id(self.client, self.plan, trial):
             self.client.set_tag(run_id, Tag.TRIAL_STATE, state)
+            if cut_by:
+                self.client.set_tag(run_id, Tag.CUT_BY, cut_by)
 
 
 def run_worker(plan: SweepPlan, worker: int, timeout: float | None, gpu: str | None = None) -> None:
@@ -132,7 +148,10 @@ def run_worker(plan: SweepPlan, worker: int, timeout: float | None, gpu: str | N
     if gpu is not None:  # a fresh interpreter that has not touched CUDA yet, so the setting holds
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     stop_like_ctrl_c()  # spawned workers are stopped with SIGTERM (see run_workers)
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.workers))
+    load_plugins(plan.plugins)  # a spawned worker starts with the built-in registries only
+    # The cores this process may run on (a container's or `taskset`'s limit), not the machine's: two sweeps sharing
+    # a machine, each assuming all of it, oversubscribe the cores and run ~10x slower (measured, benchmarks/scale.py).
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // plan.workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(plan, worker)
     with warnings.catch_warnings():
@@ -178,13 +197,13 @@ def run_until_done(plan: SweepPlan) -> None:
     """Workers until the study holds `plan.trials` finished trials. A trial that was running when a worker stopped
     and then failed leaves the study short, so workers start again for the rest, unless the sweep ran out of
     time or of allowed failures."""
-    deadline = time.monotonic() + plan.timeout if plan.timeout else None
     while True:
         study = open_study(plan)
         fail_stale_trials(study)
         finished = len(study.get_trials(deepcopy=False, states=FINISHED))
         running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-        left = deadline - time.monotonic() if deadline is not None else None
+        # No trial starts once training must stop: it would be cut at once.
+        left = plan.sweep_stop - time.time() if plan.sweep_stop is not None else None
         if finished >= plan.trials or (left is not None and left <= 0):
             return
         if failures(study, plan) >= plan.max_failures:
@@ -242,12 +261,14 @@ def check_parent_matches(client: MlflowClient, plan: SweepPlan, parent_run_id: s
 def sweep_tags(plan: SweepPlan, fingerprint: str) -> dict[str, str]:
     return {Tag.ROLE: "sweep", Tag.STUDY: plan.study, "stw.storage": plan.storage, "stw.sampler": plan.sampler,
             "stw.pruner": plan.pruner, "stw.metric": plan.metric, "stw.families": ",".join(plan.families),
-            Tag.DATA: plan.data, Tag.FINGERPRINT: fingerprint, **tracking.provenance_tags(), **plan.extra_tags}  # fmt: skip
+            Tag.DATA: plan.data, Tag.FINGERPRINT: fingerprint, **tracking.provenance_tags(),
+            **plugin_tags(plan.data, plan.families), **plan.extra_tags}  # fmt: skip
 
 
 def run_sweep(plan: SweepPlan) -> tuple[optuna.Study, str]:
     """Run (or resume) the study; returns it and the parent run ID. The parent is a TrackedRun: closed FINISHED,
     or KILLED/FAILED when the sweep itself is interrupted or fails."""
+    plan.started = time.time()
     client = MlflowClient(plan.tracking_uri)
     experiment_id = tracking.experiment_id(client, plan.data, plan.tracking_uri)
     study = open_study(plan)
@@ -259,10 +280,14 @@ def run_sweep(plan: SweepPlan) -> tuple[optuna.Study, str]:
         check_parent_matches(client, plan, parent_id)
     else:
         parent_id = claim_parent(client, plan, experiment_id, tags)
+    if plan.recipes:  # after the parent check, which counts the trials the store holds
+        queue_recipes(plan, study)
     with TrackedRun(plan.tracking_uri, plan.data, f"sweep-{plan.study}", tags, resume_run_id=parent_id) as parent:
         plan.parent_run_id = parent.run_id
         close_orphaned_runs(client, plan, study)
         run_until_done(plan)
+        if plan.confirm:
+            confirm(client, plan, open_study(plan))
         report_sweep(client, plan, open_study(plan))
         if plan.ensemble:
             ensemble_top_trials(client, plan, open_study(plan))
@@ -293,6 +318,13 @@ def ensemble_top_trials(client: MlflowClient, plan: SweepPlan, study: optuna.Stu
     for name, value in result.metrics.items():
         if name == plan.metric or tracking.is_final_metric(name):
             client.log_metric(plan.parent_run_id, f"ensemble_{name}", value)
+
+
+def queue_recipes(plan: SweepPlan, study: optuna.Study) -> None:
+    """The space's recipes first, in the trials the study still has to run and that are not queued already."""
+    taken = len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING, TrialState.WAITING)))
+    for note in enqueue_recipes(study, plan.space, plan.data, plan.families, set(plan.fixed), plan.trials - taken):
+        print(f"stw sweep: {note}", file=sys.stderr)
 
 
 def base_fingerprint(plan: SweepPlan) -> str:

@@ -35,8 +35,16 @@ PLOTS = {
 }
 
 
+def counterpart_on_test(metric: str) -> str:
+    """The test score reported beside a validation metric: val_mse -> test_mse, val_f1 -> test_f1, and the
+    multi-window val_mse_windows -> test_mse (the test period is scored whole); val_loss -> test_mse."""
+    name = metric.removeprefix("val_").removeprefix("best_").removesuffix("_windows")
+    return "test_mse" if name == "loss" else f"test_{name}"
+
+
 def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, family, objective, test metrics, duration, MLflow run ID."""
+    """One row per trial: number, state, family, recipe, objective, test metrics, duration, the budget that cut it
+    (if one did), MLflow run ID."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
         if trial.user_attrs.get("surplus"):  # started after the target was reached; never trained
@@ -51,10 +59,12 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
                 "trial": trial.number,
                 "state": trial.state.name,
                 "family": trial.params.get("family"),
+                "recipe": trial.user_attrs.get("recipe"),
                 "value": trial.value,
                 "test_mse": trial.user_attrs.get("test_mse"),
                 "skill_vs_best_naive": trial.user_attrs.get("skill_vs_best_naive"),
                 "seconds": duration,
+                "cut_by": trial.user_attrs.get("cut_by"),
                 "run_id": trial.user_attrs.get("mlflow_run_id"),
                 "error": trial.user_attrs.get("error"),
             }
@@ -128,6 +138,9 @@ def summary_text(study: optuna.Study, plan: Any, ui_command: str) -> str:
         best = study.best_trial
         attrs = best.user_attrs
         lines.append(f"\nbest trial #{best.number} ({best.params.get('family')}): {plan.metric} = {best.value:.4f}")
+        test_name = counterpart_on_test(plan.metric)
+        if test_name in attrs:  # beside its validation score; the choice never looks at it
+            lines.append(f"  {test_name} = {attrs[test_name]:.4f} (test, shown beside: never used to choose or rank)")
         lines.append(f"  MLflow run: {attrs.get('mlflow_run_id')}")
         lines += [f"  on test it is {line}" for line in verdict_lines(attrs)]
         beats = [beats_best_naive(trial.user_attrs) for trial in completed]

@@ -20,10 +20,10 @@ def load_space(path: Path | None = None) -> Space:
         return space
     user = yaml.safe_load(Path(path).read_text()) or {}
     if user.pop("replace", False):
-        return {"shared": {}, "datasets": {}, "families": {}, **user}
+        return {"shared": {}, "datasets": {}, "families": {}, "recipes": {}, **user}
     merged = deepcopy(space)
     merged["shared"].update(user.get("shared", {}))
-    for section in ("datasets", "families"):
+    for section in ("datasets", "families", "recipes"):
         for name, entries in user.get(section, {}).items():
             merged[section].setdefault(name, {}).update(entries)
     return merged
@@ -46,10 +46,9 @@ def knobs_for(space: Space, data: str, family: str, fixed: set[str]) -> dict[str
     return {path: dist for path, dist in knobs.items() if path not in fixed}
 
 
-def suggest(trial: optuna.Trial, path: str, dist: dict[str, Any], family: str, family_specific: bool) -> Any:
-    """Ask the trial for one knob. Family knobs get the family in their Optuna name, so conditional
+def suggest(trial: optuna.Trial, name: str, dist: dict[str, Any]) -> Any:
+    """Ask the trial for one knob. Family knobs get the family in their Optuna name (param_name), so conditional
     parameters of different families never share a name (Optuna requires one distribution per name)."""
-    name = f"{family}:{path}" if family_specific else path
     if "choice" in dist:
         return trial.suggest_categorical(name, dist["choice"])
     if "float" in dist:
@@ -58,17 +57,37 @@ def suggest(trial: optuna.Trial, path: str, dist: dict[str, Any], family: str, f
     if "int" in dist:
         low, high = dist["int"]
         return trial.suggest_int(name, low, high, step=dist.get("step", 1), log=dist.get("log", False))
-    raise ConfigError(f"search space entry {path!r} needs one of choice/float/int, got {dist}")
+    raise ConfigError(f"search space entry {name!r} needs one of choice/float/int, got {dist}")
+
+
+def family_paths(space: Space, data: str, family: str) -> set[str]:
+    """The config paths that are conditional on `family` (their Optuna names carry the family)."""
+    dataset_families = space.get("datasets", {}).get(data, {}).get("families", {})
+    return set(space.get("families", {}).get(family, {})) | set(dataset_families.get(family, {}))
+
+
+def param_name(path: str, family: str, conditional: set[str]) -> str:
+    return f"{family}:{path}" if path in conditional else path
 
 
 def sample_overrides(trial: optuna.Trial, space: Space, data: str, family: str, fixed: set[str]) -> dict[str, Any]:
     """Flat {config path: value} for one trial."""
-    dataset_families = space.get("datasets", {}).get(data, {}).get("families", {})
-    family_paths = set(space.get("families", {}).get(family, {})) | set(dataset_families.get(family, {}))
+    conditional = family_paths(space, data, family)
     return {
-        path: suggest(trial, path, dist, family, path in family_paths)
+        path: suggest(trial, param_name(path, family, conditional), dist)
         for path, dist in knobs_for(space, data, family, fixed).items()
     }
+
+
+def contains(dist: dict[str, Any], value: Any) -> bool:
+    """Whether `value` is a point the distribution can draw (a recipe must be one)."""
+    if "choice" in dist:
+        return any(value == c and type(value) is type(c) for c in dist["choice"])
+    kind = "float" if "float" in dist else "int"
+    low, high = dist[kind]
+    if kind == "int" and (not isinstance(value, int) or isinstance(value, bool) or (value - low) % dist.get("step", 1)):
+        return False
+    return isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:

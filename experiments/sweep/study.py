@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from datamodules.errors import TrackingError
 from experiments import tracking
 from experiments.config import metric_mode
+from experiments.sweep.budget import stop_time
 from experiments.tracking import Tag
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -45,11 +46,24 @@ class SweepPlan:
     workers: int = 1
     quiet: bool = False
     max_failures: int = 3
+    trial_timeout: float | None = None  # seconds a trial may take (experiments/sweep/budget.py)
+    recipes: bool = True  # queue the space's recipes first (experiments/sweep/recipes.py)
+    started: float = 0.0  # time.time() when this sweep started: its --timeout counts from here
+    confirm: int = (
+        0  # top configurations retrained with `seeds` extra seeds after the search (experiments/sweep/confirm.py)
+    )
+    seeds: int = 2
     first_trial: int = 0  # number of the first trial this sweep (not an earlier run of the study) started
     parent_run_id: str = ""
     ensemble: int = 0  # after the sweep, average the top K trials by the validation metric (0: no ensemble)
     ensemble_run_id: str = ""
     extra_tags: dict[str, str] = field(default_factory=dict)
+    plugins: list[str] = field(default_factory=list)  # --plugin/$STW_PLUGINS modules, imported again by each worker
+
+    @property
+    def sweep_stop(self) -> float | None:
+        """time.time() at which trials stop training under --timeout (and no trial starts after)."""
+        return stop_time(self.started, self.timeout) if self.timeout else None
 
 
 def default_storage() -> str:
@@ -110,10 +124,15 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     return samplers[name]()
 
 
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, max_epochs: int = 6) -> optuna.pruners.BasePruner:
+    """Trials report their validation metric once per epoch (step = epoch, from 0), so the multi-fidelity pruners
+    count resources in epochs: rungs at 1, 3, 9... epochs up to the trials' max_epochs."""
     pruners = {
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-        "hyperband": lambda: optuna.pruners.HyperbandPruner(),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=max_epochs, reduction_factor=3
+        ),
+        "halving": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
         "none": lambda: optuna.pruners.NopPruner(),
     }
     return pruners[name]()
@@ -127,7 +146,8 @@ def open_study(plan: SweepPlan, worker: int = 0) -> optuna.Study:
     for attempt in range(STORE_ATTEMPTS):
         try:
             study = optuna.create_study(storage=make_storage(plan), study_name=plan.study, direction=direction,
-                                        pruner=make_pruner(plan.pruner), load_if_exists=True)  # fmt: skip
+                                        pruner=make_pruner(plan.pruner, plan.base["trainer"]["max_epochs"]),
+                                        load_if_exists=True)  # fmt: skip
             held = len(study.get_trials(deepcopy=False))
             break
         except IntegrityError:

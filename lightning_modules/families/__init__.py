@@ -54,7 +54,8 @@ def resolve_family(name: str) -> tuple[str, dict[str, Any]]:
     if name in ALIASES:
         return ALIASES[name]
     valid = sorted(FAMILIES) + sorted(ALIASES)
-    raise ConfigError(f"unknown model family {name!r}; choose one of: {', '.join(valid)}")
+    raise ConfigError(f"unknown model family {name!r}; choose one of: {', '.join(valid)} (your own families come "
+                      "in through plugins: see --plugin in `stw --help`)")  # fmt: skip
 
 
 def family_of(name: str) -> Family:
