@@ -23,7 +23,8 @@ USAGE = """stw [--debug] [--plugin MODULE]... <command> [options]
 commands:
   train      train one model on one dataset, tracked in MLflow
   sweep      Optuna sweep over families and knobs; every trial a nested MLflow run
-  reproduce  retrain a logged run (or sweep trial) by its run ID and compare its metrics
+  ensemble   average the forecasts or class probabilities of finished runs of one dataset, as a new run
+  reproduce  retrain a logged run (or sweep trial, or ensemble) by its run ID and compare its metrics
   runs       list the runs of an experiment or a sweep, best first
   show       one run: config, metrics, tags, artifacts and the command that reproduces it
   compare    runs side by side: differing params, metrics, learning curves
@@ -172,6 +173,20 @@ def reproduce_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def ensemble_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stw ensemble", description="Average the forecasts (or class probabilities) of finished runs of one "
+        "dataset on the same test windows, scored and tracked as a new run (role ensemble) like any run. The runs "
+        "must share the dataset, its files and its data options; only data.lookback may differ.")  # fmt: skip
+    parser.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="two or more member runs (see `stw runs`)")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="your data folder (default: $STW_DATA_DIR, else ./data); the runs' stored data.root is "
+                        "never followed")  # fmt: skip
+    parser.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
+    parser.add_argument("--quiet", action="store_true", help="no model summary or Lightning messages")
+    return parser
+
+
 def predict_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stw predict", epilog=PREDICT_FORMATS, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -230,6 +245,7 @@ def sweep_parser() -> argparse.ArgumentParser:
 COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser] | None, str, bool]] = {
     "train": (None, "experiments.cli:train_main", True),  # its parser is built from the registries
     "sweep": (sweep_parser, "experiments.sweep.cli:sweep_main", True),
+    "ensemble": (ensemble_parser, "experiments.ensemble:ensemble_main", True),
     "reproduce": (reproduce_parser, "experiments.reproduce:reproduce_main", True),
     "runs": (runs_parser, "experiments.run_views:runs_main", False),
     "show": (show_parser, "experiments.run_views:show_main", False),

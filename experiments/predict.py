@@ -36,7 +36,7 @@ from datamodules.timeseries import WindowedSeriesDataModule, float32_rows
 from datamodules.video.datamodule import FrameDataModule
 from datamodules.video.gestures import Gestures
 from experiments.config import datamodule_for
-from experiments.logged_run import CHECKPOINT, CONFIG, PREPROCESSING, RunError, fetch_run
+from experiments.logged_run import CHECKPOINT, CONFIG, PREPROCESSING, LoggedRun, RunError, fetch_run
 from lightning_modules import TASKS
 
 # (datamodule, module, input paths[, future_only=True for dated series]) -> the output table
@@ -366,21 +366,31 @@ def with_trained_model(datamodule: StwDataModule, preprocessing: dict[str, Any],
     return datamodule, load_module(checkpoint, datamodule.task)
 
 
+def loaded_model(run: LoggedRun) -> tuple[str, StwDataModule, pl.LightningModule]:
+    """The run's dataset name, its datamodule holding the run's fitted preprocessing, and its trained module; an
+    ensemble run gives the averaging module over its members (experiments/ensemble.py)."""
+    from experiments.ensemble import is_ensemble, load_ensemble
+
+    if is_ensemble(run):
+        ensemble = load_ensemble(run)
+        return ensemble.reference.config["data"]["name"], ensemble.datamodule, ensemble.module
+    run.require(CONFIG, PREPROCESSING, CHECKPOINT)
+    config = run.config()
+    name = config["data"]["name"]
+    return name, *with_trained_model(datamodule_for(config), run.json(PREPROCESSING), run.download(CHECKPOINT))
+
+
 def predict_main(args: argparse.Namespace) -> int:
     args.input, args.output = [Path(path) for path in args.input], Path(args.output)
     for path in args.input:
         if not path.exists():  # a folder is one clip of frame images
             raise DataError(f"{path}: input not found; give the file (or clip folder) to predict with --input")
     with fetch_run(args.run_id, args.tracking_uri) as run:
-        run.require(CONFIG, PREPROCESSING, CHECKPOINT)
-        config = run.config()
-        name = config["data"]["name"]
-        datamodule = datamodule_for(config)
+        name, datamodule, module = loaded_model(run)
         predictor = predictor_for(run.run_id, name, datamodule)
         if args.future and not isinstance(datamodule, WindowedSeriesDataModule):
             raise ConfigError(f"--future applies to runs on dated series (ett, stock, stock-direction, table); run "
                               f"{run.run_id} trained on {name!r}: leave --future out")  # fmt: skip
-        datamodule, module = with_trained_model(datamodule, run.json(PREPROCESSING), run.download(CHECKPOINT))
         with torch.inference_mode():
             table = predictor(datamodule, module, args.input, **({"future_only": True} if args.future else {}))
     # Six significant digits: float32 forecasts carry about seven, and 12.524999618530273 is noise past them.

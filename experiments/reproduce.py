@@ -314,36 +314,67 @@ def metrics_table(rows: list[MetricRow], tolerance: float) -> str:
     )
 
 
-def reproduce_main(args: argparse.Namespace) -> int:
-    """Exit 0 when every final metric is within the tolerance, 1 when one is not; refusals raise ReproduceRefused."""
+@dataclass
+class Reproduction:
+    """A retrained run beside the run it reproduces: the final metrics side by side and how close they must be."""
+
+    original: str
+    run_id: str
+    rows: list[MetricRow]
+    tolerance: float
+    devices: str | None = None
+
+    def report(self, what: str = "run") -> bool:
+        """Print the comparison; True when every final metric is within the tolerance."""
+        print(f"{what} {self.run_id} reproduces {what} {self.original}:")
+        print(metrics_table(self.rows, self.tolerance))
+        failed = [row.name for row in self.rows if not row.within(self.tolerance)]
+        if failed:
+            print(
+                f"NOT reproduced: {len(failed)} of {len(self.rows)} final metrics differ by more than {self.tolerance:g}"
+            )
+            if self.devices:
+                print(f"{self.devices}, so differences are expected; --tolerance {suggested_tolerance(self.rows):g} "
+                      "accepts the ones seen here")  # fmt: skip
+            return False
+        print(f"reproduced: all {len(self.rows)} final metrics within {self.tolerance:g}")
+        return True
+
+
+def planned(run: LoggedRun, args: argparse.Namespace) -> Plan:
+    """check_run with the command's --allow-* flags, --data-root and placement words."""
+    allowed = {"data": args.allow_data_change, "code": args.allow_code_change, "package": args.allow_package_change}
+    return check_run(run, allowed, args.data_root, tuple(args.placement))
+
+
+def retrain(run: LoggedRun, args: argparse.Namespace, plan: Plan) -> Reproduction:
+    """Retrain the checked `run` from its config (tagged stw.reproduces) and compare its final metrics."""
     from experiments.train import is_quiet, run_training
 
-    allowed = {"data": args.allow_data_change, "code": args.allow_code_change, "package": args.allow_package_change}
+    tolerance = args.tolerance if args.tolerance is not None else DEVICE_TOLERANCE if plan.devices else 0.0
+    if plan.devices:
+        plan.notes.append(f"{plan.devices}: a bit-for-bit reproduction needs the same device type, model and "
+                          "count (on others, sums run in another order), so the final metrics are compared "
+                          f"within --tolerance {tolerance:g}")  # fmt: skip
+    for note in plan.notes if not is_worker_process() else ():
+        print(f"note: {note}", file=sys.stderr)
+    tags = {
+        Tag.REPRODUCES: run.run_id,
+        **({Tag.REPRODUCE_ALLOWED: ",".join(plan.allowed)} if plan.allowed else {}),
+    }
+    with relaunchable():
+        result = run_training(plan.config, run.tracking_uri, quiet=is_quiet(args.quiet or None), tags=tags)
+    reproduced = run.client.get_run(result.run_id).data.metrics
+    rows = compare_final_metrics(run.final_metrics(), reproduced)
+    return Reproduction(run.run_id, result.run_id, rows, tolerance, plan.devices)
+
+
+def reproduce_main(args: argparse.Namespace) -> int:
+    """Exit 0 when every final metric is within the tolerance, 1 when one is not; refusals raise ReproduceRefused."""
+    from experiments.ensemble import is_ensemble, reproduce_ensemble
+
     with fetch_run(args.run_id, args.tracking_uri) as run:
-        plan = check_run(run, allowed, args.data_root, tuple(args.placement))
-        tolerance = args.tolerance if args.tolerance is not None else DEVICE_TOLERANCE if plan.devices else 0.0
-        if plan.devices:
-            plan.notes.append(f"{plan.devices}: a bit-for-bit reproduction needs the same device type, model and "
-                              "count (on others, sums run in another order), so the final metrics are compared "
-                              f"within --tolerance {tolerance:g}")  # fmt: skip
-        for note in plan.notes if not is_worker_process() else ():
-            print(f"note: {note}", file=sys.stderr)
-        tags = {
-            Tag.REPRODUCES: run.run_id,
-            **({Tag.REPRODUCE_ALLOWED: ",".join(plan.allowed)} if plan.allowed else {}),
-        }
-        with relaunchable():
-            result = run_training(plan.config, run.tracking_uri, quiet=is_quiet(args.quiet or None), tags=tags)
-        reproduced = run.client.get_run(result.run_id).data.metrics
-        rows = compare_final_metrics(run.final_metrics(), reproduced)
-    print(f"run {result.run_id} reproduces run {args.run_id}:")
-    print(metrics_table(rows, tolerance))
-    failed = [row.name for row in rows if not row.within(tolerance)]
-    if failed:
-        print(f"NOT reproduced: {len(failed)} of {len(rows)} final metrics differ by more than {tolerance:g}")
-        if plan.devices:
-            print(f"{plan.devices}, so differences are expected; --tolerance {suggested_tolerance(rows):g} accepts "
-                  "the ones seen here")  # fmt: skip
-        return 1
-    print(f"reproduced: all {len(rows)} final metrics within {tolerance:g}")
-    return 0
+        if is_ensemble(run):
+            return reproduce_ensemble(run, args)
+        reproduction = retrain(run, args, planned(run, args))
+    return 0 if reproduction.report() else 1

@@ -43,7 +43,9 @@ class Tag:
     DEVICE_NAME = "stw.device_name"  # the GPU model, for CUDA runs
     ERROR = "stw.error"
     CLOSE_ERROR = "stw.close_error"  # what failed while the run was being closed (its artifacts or reports)
-    ROLE = "stw.role"  # "sweep" (a study's parent), "trial" or "confirm"; a plain `stw train` run has none
+    ENSEMBLE_MEMBERS = "stw.ensemble_members"  # an ensemble's member run IDs, comma-separated
+    ENSEMBLE_RUN_ID = "stw.ensemble_run_id"  # on a sweep's parent: the ensemble of its top trials
+    ROLE = "stw.role"  # "sweep" (a study's parent), "trial", "confirm" or "ensemble"; a plain `stw train` run has none
     STUDY = "stw.study"
     TRIAL_NUMBER = "stw.trial_number"
     TRIAL_STATE = "stw.trial_state"

@@ -135,6 +135,9 @@ def sweep_parser() -> argparse.ArgumentParser:
         default=None,
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
     )
+    parser.add_argument("--ensemble", type=int, default=0, metavar="K",
+                        help="after the sweep, average the top K completed trials by the validation metric as an "
+                        "ensemble run nested under the sweep's parent, reported beside the best trial")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="fixed config values for every trial")
     return parser
@@ -187,6 +190,8 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
         )
     if args.timeout is not None and args.timeout <= 0:
         raise ConfigError(f"--timeout must be a number of seconds above 0, got {args.timeout:g}")
+    if args.ensemble and args.ensemble < 2:
+        raise ConfigError(f"--ensemble {args.ensemble}: an ensemble averages two or more trials; give K >= 2")
     if args.trial_timeout is not None and args.trial_timeout <= 0:
         raise ConfigError(f"--trial-timeout must be a number of seconds above 0, got {args.trial_timeout:g}")
     if args.max_failures is not None and args.max_failures < 1:
@@ -230,6 +235,7 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
         workers=args.workers,
         quiet=args.quiet,
         max_failures=args.max_failures if args.max_failures is not None else max(3, args.trials),
+        ensemble=args.ensemble,
         trial_timeout=args.trial_timeout or default_trial_timeout(args.timeout, args.workers, args.trials),
         recipes=args.recipes,
         plugins=explicit_modules(),
@@ -255,6 +261,10 @@ def sweep_main(args: argparse.Namespace) -> int:
         f" --tracking-uri {plan.tracking_uri}" if plan.tracking_uri != tracking.default_tracking_uri() else ""
     )
     print(summary_text(study, plan, ui))
+    if plan.ensemble_run_id:
+        from experiments.sweep.report import ensemble_text
+
+        print(ensemble_text(study, plan))
     if plan.confirm:
         from mlflow.tracking import MlflowClient
 

@@ -22,7 +22,7 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
-from datamodules.errors import TrackingError
+from datamodules.errors import RunError, TrackingError
 from experiments import tracking
 from experiments.config import config_from_dict, datamodule_for
 from experiments.devices import worker_gpu
@@ -290,7 +290,35 @@ def run_sweep(plan: SweepPlan) -> tuple[optuna.Study, str]:
         if plan.confirm:
             confirm(client, plan, open_study(plan))
         report_sweep(client, plan, open_study(plan))
+        if plan.ensemble:
+            ensemble_top_trials(client, plan, open_study(plan))
     return open_study(plan), plan.parent_run_id
+
+
+def ensemble_top_trials(client: MlflowClient, plan: SweepPlan, study: optuna.Study) -> None:
+    """The top `plan.ensemble` completed trials by the validation objective (never a test score) averaged as an
+    ensemble run nested under the parent; the parent records its run ID and scores as ensemble_<metric>."""
+    from experiments.ensemble import assemble, load_members, log_ensemble
+
+    ranked = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda trial: trial.value,
+                    reverse=study.direction.name == "MAXIMIZE")  # fmt: skip
+    run_ids = [trial.user_attrs["mlflow_run_id"] for trial in ranked if "mlflow_run_id" in trial.user_attrs]
+    if len(run_ids) < 2:
+        print(f"no ensemble: --ensemble {plan.ensemble} needs two completed trials, the study has {len(run_ids)}",
+              file=sys.stderr)  # fmt: skip
+        return
+    try:
+        ensemble = assemble(load_members(run_ids[: plan.ensemble], plan.tracking_uri), plan.base["data"].get("root"))
+        result = log_ensemble(ensemble, plan.tracking_uri, parent_run_id=plan.parent_run_id,
+                              tags={Tag.STUDY: plan.study}, quiet=plan.quiet)  # fmt: skip
+    except RunError as error:  # e.g. a space that varies the horizon: the trials stand, without an ensemble
+        print(f"no ensemble: {error}", file=sys.stderr)
+        return
+    plan.ensemble_run_id = result.run_id
+    client.set_tag(plan.parent_run_id, Tag.ENSEMBLE_RUN_ID, result.run_id)
+    for name, value in result.metrics.items():
+        if name == plan.metric or tracking.is_final_metric(name):
+            client.log_metric(plan.parent_run_id, f"ensemble_{name}", value)
 
 
 def queue_recipes(plan: SweepPlan, study: optuna.Study) -> None:

@@ -12,6 +12,7 @@ from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from experiments.tracking import Tag
 from experiments.verdicts import beats_best_naive, verdict_lines
 
 PLOTS = {
@@ -148,3 +149,19 @@ def summary_text(study: optuna.Study, plan: Any, ui_command: str) -> str:
                          f"of {len(completed)}")  # fmt: skip
     lines.append(f"\nopen the MLflow UI: {ui_command}")
     return "\n".join(lines)
+
+
+def ensemble_text(study: optuna.Study, plan: Any) -> str:
+    """The ensemble of the top trials beside the best single trial: the validation objective both were chosen by,
+    then the matching test score."""
+    ensemble = MlflowClient(plan.tracking_uri).get_run(plan.ensemble_run_id).data
+    best = study.best_trial
+    test_metric = plan.metric.replace("val_", "test_", 1)
+    members = ensemble.tags.get(Tag.ENSEMBLE_MEMBERS, "").split(",")
+    rows = [
+        [f"best trial #{best.number}", best.value, best.user_attrs.get(test_metric)],
+        [f"ensemble of the top {len(members)}", ensemble.metrics.get(plan.metric), ensemble.metrics.get(test_metric)],
+    ]
+    table = pd.DataFrame(rows, columns=["model", plan.metric, test_metric])
+    return (f"\nensemble run {plan.ensemble_run_id} (the top {len(members)} trials by {plan.metric}):\n"
+            + table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))  # fmt: skip
