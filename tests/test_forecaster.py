@@ -27,6 +27,8 @@ TINY = {
         "rnn": {"hidden_size": 16},
         "transformer": {**TRANSFORMER, "patch_len": 4},
     },
+    "segrnn": {"seg_len": 4, "d_model": 32},
+    "sparsetsf": {"period": 4},
 }
 # (lookback, horizon, n_inputs, targets, revin, channel_independent); targets as in series()
 SHAPE_CASES = [
@@ -173,7 +175,7 @@ def test_revin_denormalises_with_the_target_channels_own_statistics() -> None:
         torch.testing.assert_close(model(shifted), model(x) + torch.tensor([50.0, 0.0]), atol=1e-3, rtol=1e-4)
 
 
-@pytest.mark.parametrize("family", ["linear", "transformer", "cnn_rnn"])
+@pytest.mark.parametrize("family", ["linear", "transformer", "cnn_rnn", "segrnn", "sparsetsf"])
 def test_channel_independent_forecasts_use_only_their_own_channel(family: str) -> None:
     model = make(family, n_inputs=3, channel_independent=True).eval()
     x = torch.randn(2, 24, 3)
