@@ -6,7 +6,8 @@
 "before" is the plain chain (model.residual false), "after" the default residual chain; everything else is the
 same run. Moving-shapes is benchmarks/video.py's part at its size and epochs; ETTh1 is H = 96 with a short,
 fixed epoch budget that fits a loaded 2-core CPU, judged on validation (test shown beside it).
-Writes benchmarks/results/seed_pipeline.json and .md. Runs are tracked like any other (default ./mlruns).
+Writes benchmarks/results/seed_pipeline.json and .md, replacing only the rows of the parts it ran. Runs are
+tracked like any other (default ./mlruns).
 """
 
 import argparse
@@ -35,7 +36,7 @@ PARTS = {
     },
     "ett": {
         "data": {"name": "ett", "horizon": 96, "mode": "M", "lookback": 96, "batch_size": 64},
-        "trainer": {"patience": 0, "progress": False, "max_epochs": 4},
+        "trainer": {"patience": 0, "progress": False, "max_epochs": 4, "monitor": "val_mse"},
         "model": {"family": "cnn_rnn_transformer"},
         "task": {"revin": True, "head": "last"},
         "optim": {"lr": 0.001},
@@ -51,7 +52,8 @@ def run(part: str, variant: str, tracking_uri: str | None) -> dict[str, Any]:
     row = {
         "part": part,
         "variant": variant,
-        val: result.metrics.get(val),
+        val: result.metrics.get(val),  # the last epoch's
+        "best_" + config["trainer"]["monitor"]: result.best_score,  # at the checkpoint that was tested
         test: result.metrics[test],
         "epochs": config["trainer"]["max_epochs"],
         "fit_seconds": result.metrics["fit_seconds"],
@@ -63,7 +65,11 @@ def run(part: str, variant: str, tracking_uri: str | None) -> dict[str, Any]:
 
 def write(rows: list[dict[str, Any]]) -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "seed_pipeline.json").write_text(json.dumps(rows, indent=2) + "\n")
+    path = RESULTS / "seed_pipeline.json"
+    ran = {row["part"] for row in rows}
+    kept = [row for row in json.loads(path.read_text()) if row["part"] not in ran] if path.exists() else []
+    rows = kept + rows
+    path.write_text(json.dumps(rows, indent=2) + "\n")
     lines = ["# Seed pipeline (cnn_rnn_transformer): plain chain vs pre-norm residual stages", ""]
     lines += [
         "| dataset | variant | validation | test | epochs | fit s | MLflow run |",
@@ -72,6 +78,8 @@ def write(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         val, test = METRICS[row["part"]]
         shown = "n/a" if row[val] is None else f"{row[val]:.3f}"
+        best = [f"{key} {value:.3f}" for key, value in row.items() if key.startswith("best_")]
+        shown = ", ".join([shown, *best])
         lines.append(
             f"| {row['part']} | {row['variant']} | {val} {shown} | {test} {row[test]:.3f} | {row['epochs']} "
             f"| {row['fit_seconds']:.0f} | `{row['run_id'][:8]}` |"

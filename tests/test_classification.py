@@ -35,6 +35,7 @@ VARIABLE_LENGTH_FAMILIES = [
 ]
 FIXED_LENGTH_FAMILIES = ["linear", "mlp"]
 CLIP_FAMILIES = ["c3d", "convlstm"]  # read raw frames only: specified in test_video_models.py
+FORECAST_ONLY_FAMILIES = ["segrnn", "sparsetsf"]  # decode a forecast horizon themselves
 POOLINGS = ["last", "mean", "max", "attention"]
 CLASSES = ["ham", "spam", "phishing"]
 TOKENS = ClassifySpec("tokens", CLASSES, [50, 10, 5], vocab_size=40, pad_id=0)
@@ -56,8 +57,15 @@ def classifier(family: str, family_config: dict | None = None, pooling: str = "m
 # Models: stems, heads and every family behind them.
 
 
-def test_every_family_is_classified_as_variable_length_fixed_length_or_clip() -> None:
-    assert sorted(VARIABLE_LENGTH_FAMILIES + FIXED_LENGTH_FAMILIES + CLIP_FAMILIES) == sorted(FAMILIES)
+def test_every_family_is_classified_as_variable_length_fixed_length_clip_or_forecast_only() -> None:
+    groups = VARIABLE_LENGTH_FAMILIES + FIXED_LENGTH_FAMILIES + CLIP_FAMILIES + FORECAST_ONLY_FAMILIES
+    assert sorted(groups) == sorted(FAMILIES)
+
+
+@pytest.mark.parametrize("family", FORECAST_ONLY_FAMILIES)
+def test_families_that_forecast_by_themselves_refuse_to_classify_and_say_what_works(family: str) -> None:
+    with pytest.raises(ConfigError, match=rf"the {family} family decodes a forecast horizon itself.*cnn, rnn"):
+        classifier(family)
 
 
 @pytest.mark.parametrize("family", VARIABLE_LENGTH_FAMILIES)
