@@ -6,7 +6,7 @@
 "before" is the plain chain (model.residual false), "after" the default residual chain; everything else is the
 same run. Moving-shapes is benchmarks/video.py's part at its size and epochs; ETTh1 is H = 96 with a short,
 fixed epoch budget that fits a loaded 2-core CPU, judged on validation (test shown beside it).
-Writes benchmarks/results/seed_pipeline.json and .md, replacing only the rows of the parts it ran. Runs are
+Writes benchmarks/results/seed_pipeline.json and .md, replacing only the rows it ran. Runs are
 tracked like any other (default ./mlruns).
 """
 
@@ -20,7 +20,8 @@ from experiments.sweep.space import deep_merge
 from experiments.train import run_training
 
 RESULTS = Path(__file__).parent / "results"
-VARIANTS = {"before (plain chain)": {"residual": False}, "after (pre-norm residual)": {"residual": True}}
+VARIANTS = {"before": {"residual": False}, "after": {"residual": True}}
+LABELS = {"before": "before (plain chain)", "after": "after (pre-norm residual)"}
 PARTS = {
     "shapes": {
         "data": {
@@ -36,7 +37,7 @@ PARTS = {
     },
     "ett": {
         "data": {"name": "ett", "horizon": 96, "mode": "M", "lookback": 96, "batch_size": 64},
-        "trainer": {"patience": 0, "progress": False, "max_epochs": 4, "monitor": "val_mse"},
+        "trainer": {"patience": 0, "progress": False, "max_epochs": 3, "monitor": "val_mse"},
         "model": {"family": "cnn_rnn_transformer"},
         "task": {"revin": True, "head": "last"},
         "optim": {"lr": 0.001},
@@ -51,7 +52,7 @@ def run(part: str, variant: str, tracking_uri: str | None) -> dict[str, Any]:
     val, test = METRICS[part]
     row = {
         "part": part,
-        "variant": variant,
+        "variant": LABELS[variant],
         val: result.metrics.get(val),  # the last epoch's
         "best_" + config["trainer"]["monitor"]: result.best_score,  # at the checkpoint that was tested
         test: result.metrics[test],
@@ -66,8 +67,9 @@ def run(part: str, variant: str, tracking_uri: str | None) -> dict[str, Any]:
 def write(rows: list[dict[str, Any]]) -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "seed_pipeline.json"
-    ran = {row["part"] for row in rows}
-    kept = [row for row in json.loads(path.read_text()) if row["part"] not in ran] if path.exists() else []
+    ran = {(row["part"], row["variant"]) for row in rows}
+    old = json.loads(path.read_text()) if path.exists() else []
+    kept = [row for row in old if (row["part"], row["variant"]) not in ran]
     rows = kept + rows
     path.write_text(json.dumps(rows, indent=2) + "\n")
     lines = ["# Seed pipeline (cnn_rnn_transformer): plain chain vs pre-norm residual stages", ""]
@@ -90,9 +92,11 @@ def write(rows: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="shapes,ett", help="comma-separated: shapes, ett")
+    parser.add_argument("--variants", default="before,after", help="comma-separated: before, after")
     parser.add_argument("--tracking-uri", default=None)
     args = parser.parse_args()
-    rows = [run(part, variant, args.tracking_uri) for part in args.parts.split(",") for variant in VARIANTS]
+    parts, variants = args.parts.split(","), args.variants.split(",")
+    rows = [run(part, variant, args.tracking_uri) for part in parts for variant in variants]
     write(rows)
 
 
