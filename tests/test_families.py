@@ -48,6 +48,15 @@ MASKED_VARIANTS = {
         "cnn_rnn_transformer",
         {"cnn": {"channels": 6}, "rnn": {"hidden_size": 6}, "transformer": {"d_model": 8, "n_heads": 2, "n_layers": 1}},
     ),
+    "cnn_rnn_transformer residual": (
+        "cnn_rnn_transformer",
+        {
+            "cnn": {"channels": 6},
+            "rnn": {"hidden_size": 8},
+            "transformer": {"d_model": 8, "n_heads": 2, "n_layers": 1},
+            "residual": True,
+        },
+    ),
 }
 LENGTHS = [16, 10, 13, 8]  # right-padded to 16
 
@@ -347,10 +356,10 @@ def test_segrnn_decodes_every_output_segment_in_parallel_from_one_encoder_state(
     assert encoder.pad == 0 and build_encoder("segrnn", {"seg_len": 5}, in_dim=1, seq_len=16, horizon=10).pad == 4
 
 
-def test_the_seed_pipelines_later_stages_are_pre_norm_residual_and_can_be_chained_plainly() -> None:
+def test_the_seed_pipeline_chains_plainly_by_default_and_offers_pre_norm_residual_stages() -> None:
     config = {"cnn": {"channels": 6}, "rnn": {"hidden_size": 8}, "transformer": {"d_model": 8, "n_heads": 2}}
-    residual = build_encoder("cnn_rnn_transformer", config, in_dim=3, seq_len=12).eval()
-    plain = build_encoder("cnn_rnn_transformer", {**config, "residual": False}, in_dim=3, seq_len=12).eval()
+    residual = build_encoder("cnn_rnn_transformer", {**config, "residual": True}, in_dim=3, seq_len=12).eval()
+    plain = build_encoder("cnn_rnn_transformer", config, in_dim=3, seq_len=12).eval()  # the default
     assert residual.staged == [False, True, True] and plain.staged == [False, False, False]
     assert [norm.normalized_shape for norm in residual.norms[1:]] == [(6,), (8,)]
     assert isinstance(residual.skips[1], nn.Linear)  # 6 CNN channels onto the LSTM's 8
@@ -368,7 +377,7 @@ def test_the_seed_pipelines_later_stages_are_pre_norm_residual_and_can_be_chaine
 
 
 def test_a_residual_stage_that_shortens_time_is_applied_without_its_skip() -> None:
-    config = {"cnn": {"channels": 6}, "transformer": {"d_model": 8, "n_heads": 2, "patch_len": 4}}
+    config = {"cnn": {"channels": 6}, "transformer": {"d_model": 8, "n_heads": 2, "patch_len": 4}, "residual": True}
     encoder = build_encoder("cnn_transformer", config, in_dim=3, seq_len=16).eval()
     x = torch.randn(2, 16, 3)
     with torch.no_grad():

@@ -4,12 +4,14 @@ A hybrid's config has one field per member, named after the member's family, in 
 encoder serves them all. `cnn_rnn_transformer` (CNN -> LSTM -> Transformer) is the seed pipeline. Members are
 reached through the registry only (their config class and `build_encoder`), so hybrids register after them.
 
-Every member after the first is a pre-norm residual stage, x + member(LayerNorm(x)), as in pre-norm
-transformers: a plain chain (each member fed the raw output of the one before) plateaued, because an LSTM's
-outputs are small (|h| < 1, mostly near 0.1) and the transformer's unit-amplitude position encoding swamped them,
-and nothing carried the CNN's features past the recurrence. The norm puts every stage's input on one scale and
-the skip keeps the earlier stages' features (a Linear matches the widths when they differ). A stage that
-shortens time (pooling, patches) has nothing step-aligned to add, so it is applied plainly.
+With `residual` on, every member after the first is a pre-norm residual stage, x + member(LayerNorm(x)), as
+in pre-norm transformers: in the plain chain an LSTM's small outputs (|h| < 1) meet the transformer's
+unit-amplitude position encoding (at initialisation the projected content is about a ninth of the positions'
+norm per token; with the norm in front, about the same), and nothing carries the CNN's features past the
+recurrence. A Linear matches the skip's width when it differs; a stage that shortens time (pooling, patches) has
+nothing step-aligned to add, so it is applied without its skip. It is off by default: on moving-shapes it did not
+leave chance sooner than the plain chain in the epochs measured (benchmarks/seed_pipeline.py), so the seed
+pipeline's plateau is not fixed by it alone.
 """
 
 from dataclasses import dataclass, field, fields, replace
@@ -25,7 +27,7 @@ CNNConfig, RNNConfig, TransformerConfig = (FAMILIES[name].config for name in ("c
 
 @dataclass
 class HybridConfig(FamilyConfig):
-    """Base of the hybrid configs: every field but dropout is a member's config, named after its family.
+    """Base of the hybrid configs: every field but dropout and residual is a member's config, named after its family.
 
     Args:
         dropout: dropout probability for every member, overriding each member's own; None keeps theirs.
@@ -34,7 +36,7 @@ class HybridConfig(FamilyConfig):
     """
 
     dropout: float | None = None
-    residual: bool = True
+    residual: bool = False
 
     def __post_init__(self) -> None:
         # Dicts from YAML, the CLI or Optuna become the member's config dataclass.
