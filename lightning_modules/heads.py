@@ -4,6 +4,8 @@ One Head serves every task; the registry says, per task, what shape an item's ou
 key chooses the pooling. A forecast is [H, K] at once (direct multi-step forecasting; "flatten" keeps every
 encoder step, which with the linear family is DLinear), a classification one logit per class. Every pooling
 reads only real steps (mask True), so padding never changes an item's outputs.
+A family that forecasts by itself (output "horizon": [B, H, D], one row per step ahead) gets a StepHead instead,
+which only maps its D features to the K targets at every step, and no pooling.
 """
 
 import math
@@ -39,6 +41,20 @@ class Head(nn.Module):
         return self.out(self.dropout(self.pool(h, real_steps(h, mask)))).unflatten(-1, self.out_shape)
 
 
+class StepHead(nn.Module):
+    """(y [B, H, D], None) -> [B, H, K]: the identity when the family forecast exactly the targets (D == K and the
+    targets are the inputs in order), else one Linear from D to K shared by every step."""
+
+    def __init__(self, dim: int, spec: Spec) -> None:
+        super().__init__()
+        targets_are_inputs = spec.target_index is not None and list(spec.target_index) == list(range(dim))
+        same = dim == spec.n_targets and targets_are_inputs
+        self.out = nn.Identity() if same else nn.Linear(dim, spec.n_targets)
+
+    def forward(self, h: Tensor, mask: Tensor | None) -> Tensor:
+        return self.out(h)
+
+
 @dataclass(frozen=True)
 class TaskHead:
     """What a task's head gives per item (from the spec), and the config key that picks its pooling."""
@@ -53,9 +69,14 @@ HEADS: dict[str, TaskHead] = {
 }
 
 
-def build_head(task: str, encoder: Encoder, spec: Spec, pooling: TemporalPooling, dropout: float) -> Head:
+def build_head(
+    task: str, encoder: Encoder, spec: Spec, pooling: TemporalPooling, dropout: float, family_output: str = "steps"
+) -> Head | StepHead:
+    """The task's head for an encoder; family_output "horizon" (a family that forecast itself) gets a StepHead."""
+    if family_output == "horizon":
+        return StepHead(encoder.out_dim, spec)
     head = HEADS[task]
     return Head(encoder.out_dim, encoder.out_len, head.out_shape(spec), pooling, dropout, head.pooling_key)
 
 
-__all__ = ["HEADS", "Head", "TaskHead", "build_head"]
+__all__ = ["HEADS", "Head", "StepHead", "TaskHead", "build_head"]

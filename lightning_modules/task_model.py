@@ -50,8 +50,9 @@ class TaskModel(nn.Module):
     ) -> None:
         super().__init__()
         self.stem = build_stem(spec, stem_dim, stem_dropout, reads=family_of(family).input, options=stem_options)
-        self.encoder = build_encoder(family, family_config, in_dim=self.stem.out_dim, seq_len=self.stem.seq_len)
-        self.head = build_head(task, self.encoder, spec, pooling, head_dropout)
+        horizon = getattr(spec, "horizon", None)
+        self.encoder = build_encoder(family, family_config, self.stem.out_dim, self.stem.seq_len, horizon)
+        self.head = build_head(task, self.encoder, spec, pooling, head_dropout, family_of(family).output)
 
     def forward(self, x: Tensor) -> Tensor:
         h, mask = self.stem(x)

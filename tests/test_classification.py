@@ -21,7 +21,7 @@ from experiments.task_reports import TASK_REPORTS, classification_report
 from lightning_modules import TASKS
 from lightning_modules.classify_model import Classifier
 from lightning_modules.classify_training import ClassificationModule, MatthewsCorrCoef, Predictions
-from lightning_modules.families import FAMILIES
+from lightning_modules.families import built_in_families
 from lightning_modules.stems import STEMS, build_stem
 
 VARIABLE_LENGTH_FAMILIES = [
@@ -35,6 +35,7 @@ VARIABLE_LENGTH_FAMILIES = [
 ]
 FIXED_LENGTH_FAMILIES = ["linear", "mlp"]
 CLIP_FAMILIES = ["c3d", "convlstm"]  # read raw frames only: specified in test_video_models.py
+FORECAST_ONLY_FAMILIES = ["segrnn", "sparsetsf"]  # decode a forecast horizon themselves
 POOLINGS = ["last", "mean", "max", "attention"]
 CLASSES = ["ham", "spam", "phishing"]
 TOKENS = ClassifySpec("tokens", CLASSES, [50, 10, 5], vocab_size=40, pad_id=0)
@@ -56,10 +57,15 @@ def classifier(family: str, family_config: dict | None = None, pooling: str = "m
 # Models: stems, heads and every family behind them.
 
 
-def test_every_family_is_classified_as_variable_length_fixed_length_or_clip() -> None:
-    # Plugins (the installed example's family) join the registry once a command has run in this process.
-    built_in = [name for name, family in FAMILIES.items() if family.encoder.__module__.startswith("lightning_modules.")]
-    assert sorted(VARIABLE_LENGTH_FAMILIES + FIXED_LENGTH_FAMILIES + CLIP_FAMILIES) == sorted(built_in)
+def test_every_family_is_classified_as_variable_length_fixed_length_clip_or_forecast_only() -> None:
+    groups = VARIABLE_LENGTH_FAMILIES + FIXED_LENGTH_FAMILIES + CLIP_FAMILIES + FORECAST_ONLY_FAMILIES
+    assert sorted(groups) == sorted(built_in_families())
+
+
+@pytest.mark.parametrize("family", FORECAST_ONLY_FAMILIES)
+def test_families_that_forecast_by_themselves_refuse_to_classify_and_say_what_works(family: str) -> None:
+    with pytest.raises(ConfigError, match=rf"the {family} family decodes a forecast horizon itself.*cnn, rnn"):
+        classifier(family)
 
 
 @pytest.mark.parametrize("family", VARIABLE_LENGTH_FAMILIES)

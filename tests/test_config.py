@@ -52,7 +52,19 @@ def test_flatten_makes_dotted_params():
 
 @pytest.mark.parametrize("data", ["ett", "stock"])
 @pytest.mark.parametrize(
-    "family", ["linear", "mlp", "cnn", "rnn", "transformer", "cnn_rnn", "cnn_transformer", "cnn_rnn_transformer"]
+    "family",
+    [
+        "linear",
+        "mlp",
+        "cnn",
+        "rnn",
+        "transformer",
+        "cnn_rnn",
+        "cnn_transformer",
+        "cnn_rnn_transformer",
+        "segrnn",
+        "sparsetsf",
+    ],
 )
 def test_every_forecasting_search_space_knob_is_a_valid_config_key(data, family):
     knobs = knobs_for(load_space(), data, family, fixed=set())

@@ -48,6 +48,15 @@ MASKED_VARIANTS = {
         "cnn_rnn_transformer",
         {"cnn": {"channels": 6}, "rnn": {"hidden_size": 6}, "transformer": {"d_model": 8, "n_heads": 2, "n_layers": 1}},
     ),
+    "cnn_rnn_transformer residual": (
+        "cnn_rnn_transformer",
+        {
+            "cnn": {"channels": 6},
+            "rnn": {"hidden_size": 8},
+            "transformer": {"d_model": 8, "n_heads": 2, "n_layers": 1},
+            "residual": True,
+        },
+    ),
 }
 LENGTHS = [16, 10, 13, 8]  # right-padded to 16
 
@@ -77,7 +86,13 @@ def eval_encoder(name: str, config: dict | None, in_dim: int, seq_len: int | Non
     return build_encoder(name, config, in_dim=in_dim, seq_len=seq_len).eval()
 
 
-@pytest.mark.parametrize("name", sorted(name for name, family in FAMILIES.items() if family.input == "steps"))
+STEP_FAMILIES = sorted(
+    name for name, family in FAMILIES.items() if family.input == "steps" and family.output == "steps"
+)
+HORIZON_FAMILIES = sorted(name for name, family in FAMILIES.items() if family.output == "horizon")
+
+
+@pytest.mark.parametrize("name", STEP_FAMILIES)
 @pytest.mark.parametrize("seq_len", [7, 24, 30])
 def test_default_encoders_produce_their_declared_out_len_and_out_dim(name: str, seq_len: int) -> None:
     encoder = eval_encoder(name, None, in_dim=3, seq_len=seq_len)
@@ -277,3 +292,94 @@ FAMILY_MODULES = {path.stem for path in FAMILY_FILES} - {"__init__", "base"}
 def test_families_import_only_the_registry_and_shared_blocks_never_each_other_or_the_heads(path: Path) -> None:
     imported = project_imports(path)
     assert imported <= FAMILY_IMPORTS, f"{path.name} imports {sorted(imported - FAMILY_IMPORTS)}"
+
+
+def test_segrnn_and_sparsetsf_are_the_families_that_forecast_by_themselves() -> None:
+    assert HORIZON_FAMILIES == ["segrnn", "sparsetsf"]
+
+
+@pytest.mark.parametrize("name", HORIZON_FAMILIES)
+@pytest.mark.parametrize("seq_len, horizon, in_dim", [(720, 96, 7), (96, 96, 1), (100, 30, 3), (5, 50, 2)])
+def test_forecasting_families_give_one_row_per_step_ahead_of_every_feature(name, seq_len, horizon, in_dim) -> None:
+    encoder = build_encoder(name, None, in_dim=in_dim, seq_len=seq_len, horizon=horizon).eval()
+    y, mask = encoder(torch.randn(2, seq_len, in_dim))
+    assert y.shape == (2, horizon, in_dim) == (2, encoder.out_len, encoder.out_dim) and mask is None
+
+
+@pytest.mark.parametrize("name", HORIZON_FAMILIES)
+def test_forecasting_families_need_a_fixed_lookback_and_a_horizon(name: str) -> None:
+    with pytest.raises(ConfigError, match="needs a fixed seq_len"):
+        build_encoder(name, None, in_dim=3, seq_len=None, horizon=4)
+    with pytest.raises(ConfigError, match=f"the {name} family decodes a forecast horizon itself"):
+        build_encoder(name, None, in_dim=3, seq_len=24)
+
+
+@pytest.mark.parametrize(
+    "seq_len, horizon, period, weights",
+    [(720, 96, 24, 25 + 30 * 4), (336, 96, 24, 25 + 14 * 4), (96, 96, 24, 25 + 4 * 4), (720, 720, 24, 25 + 30 * 30)],
+)
+def test_sparsetsf_has_an_aggregation_kernel_and_one_linear_from_cycles_to_cycles(
+    seq_len: int, horizon: int, period: int, weights: int
+) -> None:
+    encoder = build_encoder("sparsetsf", {"period": period}, in_dim=7, seq_len=seq_len, horizon=horizon)
+    count = sum(p.numel() for p in encoder.parameters())
+    assert count == weights and count < 1000  # the paper's "fewer than 1k parameters", for every horizon
+
+
+def test_sparsetsf_forecasts_a_constant_window_as_that_constant() -> None:
+    encoder = build_encoder("sparsetsf", None, in_dim=2, seq_len=48, horizon=24)
+    x = torch.tensor([3.0, -1.5]).expand(4, 48, 2)
+    torch.testing.assert_close(encoder(x)[0], x[:, :24])
+
+
+def test_sparsetsf_shares_one_linear_across_phases_so_a_shifted_period_shifts_the_forecast() -> None:
+    torch.manual_seed(0)
+    encoder = build_encoder("sparsetsf", {"period": 4}, in_dim=1, seq_len=16, horizon=8).eval()
+    nn.init.zeros_(encoder.aggregate.weight)  # no smoothing: every phase is forecast from its own past values only
+    x = torch.randn(1, 16, 1)
+    y = encoder(x)[0]
+    phase_0 = x[:, 0::4] - x.mean(dim=1, keepdim=True)
+    expected = encoder.linear(phase_0.transpose(1, 2)).transpose(1, 2) + x.mean(dim=1, keepdim=True)
+    torch.testing.assert_close(y[:, 0::4], expected)
+
+
+def test_segrnn_with_last_value_norm_moves_its_forecast_with_the_level_of_the_window() -> None:
+    encoder = build_encoder("segrnn", {"seg_len": 6, "d_model": 8}, in_dim=2, seq_len=24, horizon=12).eval()
+    x = torch.randn(3, 24, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(x + 5.0)[0], encoder(x)[0] + 5.0)
+
+
+def test_segrnn_decodes_every_output_segment_in_parallel_from_one_encoder_state() -> None:
+    encoder = build_encoder("segrnn", {"seg_len": 4, "d_model": 8}, in_dim=3, seq_len=16, horizon=10)
+    assert encoder.n_out == 3 and encoder.position.shape == (3, 4) and encoder.feature.shape == (3, 4)
+    assert encoder.pad == 0 and build_encoder("segrnn", {"seg_len": 5}, in_dim=1, seq_len=16, horizon=10).pad == 4
+
+
+def test_the_seed_pipeline_chains_plainly_by_default_and_offers_pre_norm_residual_stages() -> None:
+    config = {"cnn": {"channels": 6}, "rnn": {"hidden_size": 8}, "transformer": {"d_model": 8, "n_heads": 2}}
+    residual = build_encoder("cnn_rnn_transformer", {**config, "residual": True}, in_dim=3, seq_len=12).eval()
+    plain = build_encoder("cnn_rnn_transformer", config, in_dim=3, seq_len=12).eval()  # the default
+    assert residual.staged == [False, True, True] and plain.staged == [False, False, False]
+    assert [norm.normalized_shape for norm in residual.norms[1:]] == [(6,), (8,)]
+    assert isinstance(residual.skips[1], nn.Linear)  # 6 CNN channels onto the LSTM's 8
+    assert isinstance(residual.skips[2], nn.Identity)  # the LSTM's 8 onto d_model 8
+    x = torch.randn(2, 12, 3)
+    with torch.no_grad():
+        h = residual.members[0](x)[0]
+        for i in (1, 2):
+            h = residual.members[i](residual.norms[i](h))[0] + residual.skips[i](h)
+        torch.testing.assert_close(residual(x)[0], h)
+        h = x
+        for member in plain.members:
+            h = member(h)[0]
+        torch.testing.assert_close(plain(x)[0], h)
+
+
+def test_a_residual_stage_that_shortens_time_is_applied_without_its_skip() -> None:
+    config = {"cnn": {"channels": 6}, "transformer": {"d_model": 8, "n_heads": 2, "patch_len": 4}, "residual": True}
+    encoder = build_encoder("cnn_transformer", config, in_dim=3, seq_len=16).eval()
+    x = torch.randn(2, 16, 3)
+    with torch.no_grad():
+        h = encoder.members[0](x)[0]
+        torch.testing.assert_close(encoder(x)[0], encoder.members[1](encoder.norms[1](h))[0])

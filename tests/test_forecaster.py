@@ -9,7 +9,7 @@ from torch import nn
 
 from datamodules.errors import ConfigError
 from datamodules.specs import ForecastSpec
-from lightning_modules.families import FAMILIES
+from lightning_modules.families import built_in_families
 from lightning_modules.forecast_model import Forecaster, RevIN
 
 TRANSFORMER = {"d_model": 16, "n_heads": 2, "n_layers": 1, "ff_dim": 32}
@@ -27,6 +27,8 @@ TINY = {
         "rnn": {"hidden_size": 16},
         "transformer": {**TRANSFORMER, "patch_len": 4},
     },
+    "segrnn": {"seg_len": 4, "d_model": 32},
+    "sparsetsf": {"period": 4},
 }
 # (lookback, horizon, n_inputs, targets, revin, channel_independent); targets as in series()
 SHAPE_CASES = [
@@ -64,7 +66,7 @@ VIDEO_FAMILIES = {"frame_avg", "c3d", "convlstm"}
 
 
 def test_tiny_configs_cover_every_family() -> None:
-    assert set(FAMILIES) - VIDEO_FAMILIES <= set(TINY)
+    assert set(built_in_families()) - VIDEO_FAMILIES <= set(TINY)
 
 
 @pytest.mark.parametrize("family", sorted(TINY))
@@ -173,7 +175,7 @@ def test_revin_denormalises_with_the_target_channels_own_statistics() -> None:
         torch.testing.assert_close(model(shifted), model(x) + torch.tensor([50.0, 0.0]), atol=1e-3, rtol=1e-4)
 
 
-@pytest.mark.parametrize("family", ["linear", "transformer", "cnn_rnn"])
+@pytest.mark.parametrize("family", ["linear", "transformer", "cnn_rnn", "segrnn", "sparsetsf"])
 def test_channel_independent_forecasts_use_only_their_own_channel(family: str) -> None:
     model = make(family, n_inputs=3, channel_independent=True).eval()
     x = torch.randn(2, 24, 3)

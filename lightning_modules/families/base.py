@@ -10,6 +10,10 @@ Stems (value projection, token embedding, frame CNN) come before it and task hea
 A family registered with input="clip" (c3d, convlstm) reads raw video instead: x [B, T, C, H, W] and mask None,
 built with in_dim the frame shape (C, H, W) and seq_len T; it still returns (h [B, T', out_dim], None), so the
 same heads pool it.
+
+A family registered with output="horizon" (segrnn, sparsetsf) forecasts by itself: built with the extra keyword
+horizon=H, it maps a fixed-length x [B, L, D] to (y [B, H, D], None), step h being its forecast h steps ahead of
+every one of the D features, with out_len H and out_dim D. The forecast head then only maps D to the targets.
 """
 
 from dataclasses import dataclass

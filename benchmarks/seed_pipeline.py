@@ -1,0 +1,104 @@
+"""The seed pipeline (cnn_rnn_transformer) before and after its pre-norm residual stages, on moving-shapes and ETTh1.
+
+    python benchmarks/seed_pipeline.py                   # both datasets, both variants
+    python benchmarks/seed_pipeline.py --parts shapes    # moving-shapes only
+
+"before" is the plain chain (model.residual false, the default), "after" the residual chain; everything else is the
+same run. Moving-shapes is benchmarks/video.py's part at its size and epochs; ETTh1 is H = 96 with a short,
+fixed epoch budget that fits a loaded 2-core CPU, judged on validation (test shown beside it).
+Writes benchmarks/results/seed_pipeline.json and .md, replacing only the rows it ran. Runs are
+tracked like any other (default ./mlruns).
+"""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from experiments.config import config_from_dict
+from experiments.sweep.space import deep_merge
+from experiments.train import run_training
+
+RESULTS = Path(__file__).parent / "results"
+VARIANTS = {"before": {"residual": False}, "after": {"residual": True}}
+LABELS = {"before": "before (plain chain)", "after": "after (pre-norm residual)"}
+PARTS = {
+    "shapes": {
+        "data": {
+            "name": "moving-shapes",
+            "n_clips": 250,
+            "directions": 4,
+            "test_fraction": 0.3,
+            "clip_len": 8,
+            "batch_size": 32,
+        },
+        "trainer": {"patience": 0, "progress": False, "max_epochs": 20},
+        "model": {"family": "cnn_rnn_transformer"},
+    },
+    "ett": {
+        "data": {"name": "ett", "horizon": 96, "mode": "M", "lookback": 96, "batch_size": 64},
+        "trainer": {"patience": 0, "progress": False, "max_epochs": 3, "monitor": "val_mse"},
+        "model": {"family": "cnn_rnn_transformer"},
+        "task": {"revin": True, "head": "last"},
+        "optim": {"lr": 0.001},
+    },
+}
+METRICS = {"shapes": ("val_acc", "test_acc"), "ett": ("val_mse", "test_mse")}
+
+
+def run(part: str, variant: str, tracking_uri: str | None) -> dict[str, Any]:
+    config = config_from_dict(deep_merge(PARTS[part], {"model": VARIANTS[variant]}))
+    result = run_training(config, tracking_uri, quiet=True, tags={"stw.benchmark": "seed_pipeline"})
+    val, test = METRICS[part]
+    row = {
+        "part": part,
+        "variant": LABELS[variant],
+        val: result.metrics.get(val),  # the last epoch's
+        "best_" + config["trainer"]["monitor"]: result.best_score,  # at the checkpoint that was tested
+        test: result.metrics[test],
+        "epochs": config["trainer"]["max_epochs"],
+        "fit_seconds": result.metrics["fit_seconds"],
+        "run_id": result.run_id,
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def write(rows: list[dict[str, Any]]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "seed_pipeline.json"
+    ran = {(row["part"], row["variant"]) for row in rows}
+    old = json.loads(path.read_text()) if path.exists() else []
+    kept = [row for row in old if (row["part"], row["variant"]) not in ran]
+    rows = kept + rows
+    path.write_text(json.dumps(rows, indent=2) + "\n")
+    lines = ["# Seed pipeline (cnn_rnn_transformer): plain chain vs pre-norm residual stages", ""]
+    lines += [
+        "| dataset | variant | validation | test | epochs | fit s | MLflow run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        val, test = METRICS[row["part"]]
+        shown = "n/a" if row[val] is None else f"{row[val]:.3f}"
+        best = [f"{key} {value:.3f}" for key, value in row.items() if key.startswith("best_")]
+        shown = ", ".join([shown, *best])
+        lines.append(
+            f"| {row['part']} | {row['variant']} | {val} {shown} | {test} {row[test]:.3f} | {row['epochs']} "
+            f"| {row['fit_seconds']:.0f} | `{row['run_id'][:8]}` |"
+        )
+    (RESULTS / "seed_pipeline.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="shapes,ett", help="comma-separated: shapes, ett")
+    parser.add_argument("--variants", default="before,after", help="comma-separated: before, after")
+    parser.add_argument("--tracking-uri", default=None)
+    args = parser.parse_args()
+    parts, variants = args.parts.split(","), args.variants.split(",")
+    rows = [run(part, variant, args.tracking_uri) for part in parts for variant in variants]
+    write(rows)
+
+
+if __name__ == "__main__":
+    main()
