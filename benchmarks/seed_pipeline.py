@@ -3,7 +3,7 @@
     python benchmarks/seed_pipeline.py                   # both datasets, both variants
     python benchmarks/seed_pipeline.py --parts shapes    # moving-shapes only
 
-"before" is the plain chain (model.residual false, the default), "after" the residual chain; everything else is the
+"before" is the plain chain (model.residual false), "after" the residual chain (the default since it measured better on validation); everything else is the
 same run. Moving-shapes is benchmarks/video.py's part at its size and epochs; ETTh1 is H = 96 with a short,
 fixed epoch budget that fits a loaded 2-core CPU, judged on validation (test shown beside it).
 Writes benchmarks/results/seed_pipeline.json and .md, replacing only the rows it ran. Runs are

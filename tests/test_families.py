@@ -356,10 +356,11 @@ def test_segrnn_decodes_every_output_segment_in_parallel_from_one_encoder_state(
     assert encoder.pad == 0 and build_encoder("segrnn", {"seg_len": 5}, in_dim=1, seq_len=16, horizon=10).pad == 4
 
 
-def test_the_seed_pipeline_chains_plainly_by_default_and_offers_pre_norm_residual_stages() -> None:
+def test_the_seed_pipeline_has_pre_norm_residual_stages_by_default_and_offers_the_plain_chain() -> None:
     config = {"cnn": {"channels": 6}, "rnn": {"hidden_size": 8}, "transformer": {"d_model": 8, "n_heads": 2}}
-    residual = build_encoder("cnn_rnn_transformer", {**config, "residual": True}, in_dim=3, seq_len=12).eval()
-    plain = build_encoder("cnn_rnn_transformer", config, in_dim=3, seq_len=12).eval()  # the default
+    residual = build_encoder("cnn_rnn_transformer", config, in_dim=3, seq_len=12).eval()  # the default
+    plain = build_encoder("cnn_rnn_transformer", {**config, "residual": False}, in_dim=3, seq_len=12).eval()
+    assert build_encoder("cnn_rnn", {}, in_dim=3, seq_len=12).staged == [False, False]  # other hybrids: plain
     assert residual.staged == [False, True, True] and plain.staged == [False, False, False]
     assert [norm.normalized_shape for norm in residual.norms[1:]] == [(6,), (8,)]
     assert isinstance(residual.skips[1], nn.Linear)  # 6 CNN channels onto the LSTM's 8
