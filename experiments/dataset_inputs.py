@@ -19,10 +19,13 @@ DIGEST_CHARS = 16  # with "-train" and the like, well inside MLflow's 36-charact
 MAX_LISTED_FILES = 20  # a video run reads thousands of frame files; the profile lists the first ones and counts
 
 
-def source(files: list[Path], urls: dict[Path, str]) -> tuple[str, str]:
-    """(source type, source JSON) as MLflow's HTTP and local dataset sources write them."""
+def source(files: list[Path], urls: dict[Path, str], made_by: str = "") -> tuple[str, str]:
+    """(source type, source JSON) as MLflow's HTTP and local dataset sources write them; data generated in memory
+    (no files: a plugin's synthetic series) names the code that made it."""
     from mlflow.data.http_dataset_source import HTTPDatasetSource
 
+    if not files:
+        return "code", json.dumps({"uri": made_by})
     if len(files) == 1 and files[0] in urls:
         return "http", HTTPDatasetSource(urls[files[0]]).to_json()
     paths = [os.path.abspath(file) for file in files]
@@ -52,7 +55,11 @@ def dataset_inputs(name: str, datamodule: StwDataModule, fingerprint: dict[str, 
     from mlflow.entities import Dataset, DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    source_type, source_json = source(datamodule.source_files(), {p: s.url for p, s in datamodule.sources().items()})
+    source_type, source_json = source(
+        datamodule.source_files(),
+        {p: s.url for p, s in datamodule.sources().items()},
+        f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
+    )
     schema = split_schema(datamodule)
     inputs = []
     for split in SPLITS:

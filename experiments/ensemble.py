@@ -238,7 +238,7 @@ def log_ensemble(ensemble: Ensemble, tracking_uri: str | None, *, parent_run_id:
         members = {"members": ensemble.run_ids, "reference": ensemble.reference.run_id,
                    "lookbacks": {member.run_id: member.lookback for member in ensemble.members}}  # fmt: skip
         run.log_text(json.dumps(members, indent=2), MEMBERS_FILE)
-        record_data(run, datamodule)  # the reference's fingerprint and preprocessing, which every member shares
+        record_data(run, name, datamodule)  # the reference's fingerprint and preprocessing, which every member shares
         run.log_metric("model_parameters", sum(p.numel() for p in module.parameters()))
         logger = MLFlowLogger(tracking_uri=run.tracking_uri, run_id=run.run_id, synchronous=False)
         trainer = build_trainer(config, where, logger, workdir / "checkpoints", [], quiet)

@@ -111,9 +111,12 @@ EXAMPLE_MARGIN = 5
 
 
 def input_example(datamodule: StwDataModule) -> Any | None:
-    """A small raw input the model accepts, taken from the run's own data; None where inputs are files."""
+    """A small raw input the model accepts, taken from the run's own data files; None where inputs are files, or
+    where the series was generated in memory (a plugin's synthetic data: there is no file to take rows from)."""
     if isinstance(datamodule, WindowedSeriesDataModule):
         files, rows = datamodule.source_files(), datamodule.options.lookback + EXAMPLE_MARGIN
+        if not files:
+            return None
         if len(files) == 1:
             return raw_tail(files[0], rows)
         return pd.concat([raw_tail(file, rows).assign(**{FILE_COLUMN: file.name}) for file in files])
@@ -159,6 +162,8 @@ def save_pyfunc(folder: Path, mlflow_model: Any, datamodule: StwDataModule, conf
         output = predict_raw(config["data"]["name"], datamodule, module, example)
         with quiet_mlflow():
             signature = infer_signature(example, output)
+    elif isinstance(datamodule, WindowedSeriesDataModule):
+        signature = None  # generated in memory: its raw input is whatever its plugin's reader takes
     else:
         signature = ModelSignature(inputs=Schema([ColSpec("string", PATH_COLUMN)]))
     with tempfile.TemporaryDirectory(prefix="stw-model-files-") as tmp:

@@ -70,6 +70,8 @@ def test_a_source_is_the_published_url_else_the_local_file_or_the_folder_of_seve
     assert source([spy], {}) == ("local", json.dumps({"uri": str(spy)}))
     # Several files (one per ticker) have no single URL: their folder, with each file in the profile.
     assert source([spy, aapl], {spy: url}) == ("local", json.dumps({"uri": str(tmp_path / "stock")}))
+    # Data generated in memory (a plugin's synthetic series) has no file: its source is the code that made it.
+    assert source([], {}, "my_plugin.SineData") == ("code", json.dumps({"uri": "my_plugin.SineData"}))
 
 
 def test_a_finished_run_has_its_model_as_a_logged_model_with_a_signature_and_an_example(logged, default_store):
