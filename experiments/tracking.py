@@ -113,12 +113,20 @@ def _artifact_root(tracking_uri: str) -> str | None:
 
 
 def experiment_id(client: Any, name: str, tracking_uri: str) -> str:
-    """The experiment called `name`, created on first use (one experiment per dataset)."""
+    """The experiment called `name`, created on first use (one experiment per dataset). Machines starting at the
+    same moment may both find it missing: the one whose create loses the race reads the winner's."""
+    from mlflow.exceptions import MlflowException
+
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     root = _artifact_root(tracking_uri)
-    return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+    try:
+        return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS" or (experiment := client.get_experiment_by_name(name)) is None:
+            raise
+        return experiment.experiment_id
 
 
 def flush(tracking_uri: str) -> None:

@@ -177,3 +177,24 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(train, "run_training", bug)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["train", "--data", "ett", "--model", "linear"])
+
+
+def test_a_machine_that_loses_the_race_to_create_the_experiment_uses_the_winners() -> None:
+    from types import SimpleNamespace
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
+
+    from experiments.tracking import experiment_id
+
+    class RacingClient:  # the other machine creates "ett" between this one's lookup and its create
+        lookups = 0
+
+        def get_experiment_by_name(self, name: str):
+            self.lookups += 1
+            return None if self.lookups == 1 else SimpleNamespace(experiment_id="7")
+
+        def create_experiment(self, name: str, artifact_location: str | None = None) -> str:
+            raise MlflowException(f"Experiment(name={name}) already exists", error_code=RESOURCE_ALREADY_EXISTS)
+
+    assert experiment_id(RacingClient(), "ett", "http://127.0.0.1:5000") == "7"
