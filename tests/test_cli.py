@@ -77,7 +77,11 @@ def test_stw_ui_stopped_with_sigterm_stops_its_server_and_frees_the_port(tmp_pat
             time.sleep(0.5)
         assert not _serving(port)
         with socket.socket() as probe:
+            # SO_REUSEADDR lets the bind pass over the server's closed connections lingering in TIME_WAIT, and still
+            # fails while anything listens on the port.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(("127.0.0.1", port))  # free again
+            probe.listen()
     finally:
         if ui.poll() is None:
             ui.kill()
