@@ -11,7 +11,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from datamodules import dataset_class
-from experiments.sweep.budget import closing_reserve, default_trial_timeout
+from experiments.sweep import budget_stop
+from experiments.sweep.budget import CLOSING_ATTR, closing_reserve, default_trial_timeout
 from experiments.sweep.budget_stop import BudgetStop
 from experiments.sweep.cli import build_plan, sweep_parser
 from experiments.sweep.driver import run_sweep
@@ -134,6 +135,37 @@ def test_budget_stop_stops_at_the_earlier_deadline_and_prunes_a_trial_with_nothi
     cut.on_train_end(trainer, None)  # a checkpoint exists: nothing raised, it is tested
 
 
+def test_the_closing_reserve_is_a_prior_until_closings_are_measured_then_the_slowest_with_a_margin():
+    assert closing_reserve(1800) == 90  # 5% of the budget
+    assert closing_reserve(120) == 20  # the floor
+    assert closing_reserve(40) == 10  # never more than a quarter of the budget
+    assert closing_reserve(1800, [2.0, 3.0], tail=4.0) == 1.5 * 3.0 + 4.0
+    assert closing_reserve(120, [30.0]) == 30  # a slow closing measured, capped at a quarter
+
+
+def test_budget_stop_measures_what_closing_took_or_would_have_taken(monkeypatch):
+    now = {"t": 0.0}
+    monkeypatch.setattr(budget_stop.time, "time", lambda: now["t"])
+
+    def at(t: float, hook, *args) -> None:
+        now["t"] = t
+        hook(*args)
+
+    trainer = SimpleNamespace(should_stop=False, checkpoint_callback=SimpleNamespace(best_model_path="best.ckpt"))
+    natural = BudgetStop(sweep_stop=1e12, trial_stop=None)
+    at(100.0, natural.on_validation_start, trainer, None)
+    at(104.0, natural.on_validation_end, trainer, None)
+    at(110.0, natural.on_train_end, trainer, None)
+    now["t"] = 113.0
+    # not cut: testing and logging (3 s) plus the validation a cut would have added (4 s)
+    assert natural.closing_seconds() == 7.0
+    cut = BudgetStop(sweep_stop=50.0, trial_stop=None)
+    at(50.0, cut.on_train_batch_end, trainer)
+    at(58.0, cut.on_train_end, trainer, None)
+    now["t"] = 61.0
+    assert cut.cut_by == "sweep_timeout" and cut.closing_seconds() == 11.0  # from the cut to now
+
+
 @pytest.mark.slow
 def test_recipes_run_first_tagged_and_a_resume_does_not_queue_them_again(tmp_path):
     plan = _plan(tmp_path, "--trials", "3", "--families", "linear", "--pruner", "none", *TINY_ETT)
@@ -170,6 +202,7 @@ def _assert_cut_and_recorded(plan, study, cut_by: str) -> None:
     [trial] = study.trials
     assert trial.state == TrialState.COMPLETE and trial.value is not None
     assert trial.user_attrs["cut_by"] == cut_by and "test_mse" in trial.user_attrs
+    assert 0 < trial.user_attrs[CLOSING_ATTR] < 120  # measured, for the reserve of the trials after it
     run = _trial_runs(plan)[0]
     assert run.info.status == "FINISHED" and run.data.tags[Tag.CUT_BY] == cut_by
     assert run.data.tags[Tag.TRIAL_STATE] == "COMPLETE" and "test_mse" in run.data.metrics

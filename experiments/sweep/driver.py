@@ -29,7 +29,7 @@ from experiments.devices import worker_gpu
 from experiments.interrupts import stop_like_ctrl_c
 from experiments.plugins import load_plugins, plugin_tags
 from experiments.run_names import run_name
-from experiments.sweep.budget import stop_time
+from experiments.sweep.budget import CLOSING_ATTR, stop_time
 from experiments.sweep.budget_stop import BudgetStop
 from experiments.sweep.confirm import confirm
 from experiments.sweep.recipes import RECIPE_ATTR, enqueue_recipes
@@ -101,7 +101,9 @@ class Objective:
                 Tag.ROLE: "trial", **plan.extra_tags}  # fmt: skip
         if recipe := trial.user_attrs.get(RECIPE_ATTR):
             tags[Tag.RECIPE] = recipe
-        budget = BudgetStop(plan.sweep_stop, plan.trial_timeout and stop_time(time.time(), plan.trial_timeout))
+        closings = measured_closings(trial.study)
+        budget = BudgetStop(plan.sweep_stop(closings),
+                            plan.trial_timeout and stop_time(time.time(), plan.trial_timeout, closings))  # fmt: skip
         callbacks: list[Callback] = [LinkTrialToRun(trial), budget]
         if plan.pruner != "none":
             callbacks.append(PyTorchLightningPruningCallback(trial, monitor=plan.metric))
@@ -126,6 +128,8 @@ class Objective:
             trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:2000])
             self._mark(trial, "FAIL")
             raise
+        if (closing := budget.closing_seconds()) is not None:
+            trial.set_user_attr(CLOSING_ATTR, closing)
         self._mark(trial, "COMPLETE", budget)
         for name, value in final_metrics(result.metrics).items():
             trial.set_user_attr(name, value)
@@ -140,6 +144,12 @@ class Objective:
             self.client.set_tag(run_id, Tag.TRIAL_STATE, state)
             if cut_by:
                 self.client.set_tag(run_id, Tag.CUT_BY, cut_by)
+
+
+def measured_closings(study: optuna.Study) -> list[float]:
+    """Seconds each completed trial took to close (Objective records them): what the budgets keep in reserve."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [trial.user_attrs[CLOSING_ATTR] for trial in trials if CLOSING_ATTR in trial.user_attrs]
 
 
 def run_worker(plan: SweepPlan, worker: int, timeout: float | None, gpu: str | None = None) -> None:
@@ -204,7 +214,8 @@ def run_until_done(plan: SweepPlan) -> None:
         finished = len(study.get_trials(deepcopy=False, states=FINISHED))
         running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         # No trial starts once training must stop: it would be cut at once.
-        left = plan.sweep_stop - time.time() if plan.sweep_stop is not None else None
+        sweep_stop = plan.sweep_stop(measured_closings(study))
+        left = sweep_stop - time.time() if sweep_stop is not None else None
         if finished >= plan.trials or (left is not None and left <= 0):
             return
         if failures(study, plan) >= plan.max_failures:

@@ -3,6 +3,7 @@ sampler seeded from the study's state, and the MLflow run of a trial found and c
 
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from datamodules.errors import TrackingError
 from experiments import tracking
 from experiments.config import metric_mode
-from experiments.sweep.budget import stop_time
+from experiments.sweep.budget import REPORT_S, stop_time
 from experiments.tracking import Tag
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -60,10 +61,10 @@ class SweepPlan:
     extra_tags: dict[str, str] = field(default_factory=dict)
     plugins: list[str] = field(default_factory=list)  # --plugin/$STW_PLUGINS modules, imported again by each worker
 
-    @property
-    def sweep_stop(self) -> float | None:
-        """time.time() at which trials stop training under --timeout (and no trial starts after)."""
-        return stop_time(self.started, self.timeout) if self.timeout else None
+    def sweep_stop(self, closings: Sequence[float] = ()) -> float | None:
+        """time.time() at which trials stop training under --timeout (and no trial starts after), given the
+        closing seconds measured so far (experiments/sweep/budget.py)."""
+        return stop_time(self.started, self.timeout, closings, tail=REPORT_S) if self.timeout else None
 
 
 def default_storage() -> str:
