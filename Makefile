@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml examples/stw-example-plugin/pyproject.toml
 
 demo: install
 	# A hard 4-minute budget: running trials are cut and scored at the deadline, so the demo stays under 5 minutes.
-	$(STW) sweep --timeout 240
+	$(STW) sweep --trials 6 --timeout 240
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,7 @@
 """Sweeps start from known recipes and keep to hard time budgets: recipes are queued first, tagged and never twice,
 every recipe is a point of its space, and --timeout / --trial-timeout cut running trials into recorded ones."""
 
+import math
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -119,6 +120,16 @@ def test_the_default_trial_timeout_is_three_fair_shares_with_a_floor():
     assert default_trial_timeout(1800, 1, 6) == 900
     assert default_trial_timeout(1800, 2, 60) == 180
     assert default_trial_timeout(60, 1, 60) == 30
+    assert default_trial_timeout(1800, 1, math.inf) == 450  # --timeout alone: a quarter of the sweep per worker
+
+
+def test_a_sweep_given_only_a_timeout_runs_trials_until_the_budget_ends(tmp_path):
+    timed = _plan(tmp_path, "--timeout", "1800")
+    assert math.isinf(timed.trials) and timed.trial_timeout == 450 and timed.max_failures == 10
+    counted = _plan(tmp_path)
+    assert counted.trials == 6 and counted.trial_timeout is None and counted.max_failures == 6
+    both = _plan(tmp_path, "--timeout", "1800", "--trials", "60")
+    assert both.trials == 60 and both.trial_timeout == 90
 
 
 def test_budget_stop_stops_at_the_earlier_deadline_and_prunes_a_trial_with_nothing_to_test():

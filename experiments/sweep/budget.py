@@ -1,6 +1,7 @@
 """Hard time budgets, the rules: how long a trial may take by default and when training under a budget stops.
 Kept free of torch and Lightning so `stw sweep --help` can state them; the callback is in budget_stop.py."""
 
+import math
 from collections.abc import Sequence
 
 # Training stops this long before a budget runs out, so that validating and testing the best checkpoint, logging
@@ -20,16 +21,31 @@ REPORT_S = 4.0
 # so a slow family still finishes a few epochs but no trial can take the whole sweep, and never under the floor.
 TRIAL_SHARE = 3.0
 TRIAL_FLOOR_S = 30.0
+# A sweep bounded by --timeout alone (no --trials) counts as this many trials for that share: one trial may then
+# take a quarter of the sweep per worker.
+TIMED_SWEEP_TRIALS = 12
+# --trials without --timeout; with --timeout alone the sweep runs trials until the budget ends.
+DEFAULT_TRIALS = 6
+# --max-failures of a sweep bounded by time alone (with --trials: the larger of 3 and --trials).
+TIMED_SWEEP_MAX_FAILURES = 10
 
 CLOSING_ATTR = "closing_s"  # the trial's user attribute holding its measured closing seconds
 SWEEP_CUT = "sweep_timeout"
 TRIAL_CUT = "trial_timeout"
 
 
-def default_trial_timeout(timeout: float | None, workers: int, trials: int) -> float | None:
+def default_trials(trials: int | None, timeout: float | None) -> float:
+    """The study's target of finished trials: --trials if given, else unbounded (math.inf) under --timeout."""
+    if trials is not None:
+        return trials
+    return math.inf if timeout is not None else DEFAULT_TRIALS
+
+
+def default_trial_timeout(timeout: float | None, workers: int, trials: float) -> float | None:
     if timeout is None:
         return None
-    return max(TRIAL_FLOOR_S, TRIAL_SHARE * timeout * workers / trials)
+    counted = TIMED_SWEEP_TRIALS if math.isinf(trials) else trials
+    return max(TRIAL_FLOOR_S, TRIAL_SHARE * timeout * workers / counted)
 
 
 def closing_reserve(budget: float, closings: Sequence[float] = (), tail: float = 0.0) -> float:

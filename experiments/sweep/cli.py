@@ -5,6 +5,7 @@ Lightning, MLflow) is imported once the arguments are known to be good.
 """
 
 import argparse
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from experiments import tracking
-from experiments.sweep.budget import TRIAL_FLOOR_S, TRIAL_SHARE, default_trial_timeout
+from experiments.sweep.budget import (
+    DEFAULT_TRIALS,
+    TIMED_SWEEP_MAX_FAILURES,
+    TIMED_SWEEP_TRIALS,
+    TRIAL_FLOOR_S,
+    TRIAL_SHARE,
+    default_trial_timeout,
+    default_trials,
+)
 
 if TYPE_CHECKING:
     from experiments.sweep.study import SweepPlan
@@ -51,23 +60,26 @@ def sweep_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--trials",
         type=int,
-        default=6,
-        help="the study's target of finished (complete or pruned) trials; a resumed study runs the rest (default: %(default)s)",
+        default=None,
+        help="the study's target of finished (complete or pruned) trials; a resumed study runs the rest (default: "
+        f"{DEFAULT_TRIALS}; with --timeout, as many as the budget holds)",
     )
     parser.add_argument(
         "--timeout",
         type=float,
         default=None,
         help="wall-clock budget of the whole sweep in seconds: running trials stop training when the time to close "
-        "is left (5%%, at least 20 s, at most a quarter), test their best checkpoint so far and are recorded "
-        "(tag stw.cut_by); no trial starts after that",
+        "is left (1.5 x the slowest closing measured in this sweep plus the report; before any: 5%%, at least 20 s; "
+        "at most a quarter), test their best checkpoint so far and are recorded (tag stw.cut_by); no trial starts "
+        "after that. Alone, without --trials, the sweep runs trials until it ends",
     )
     parser.add_argument(
         "--trial-timeout",
         type=float,
         default=None,
         help="seconds one trial may take, cut the same way (tag stw.cut_by=trial_timeout); default with --timeout: "
-        f"{TRIAL_SHARE:g} x timeout x workers / trials, at least {TRIAL_FLOOR_S:g} s; none without --timeout",
+        f"{TRIAL_SHARE:g} x timeout x workers / trials (trials counted as {TIMED_SWEEP_TRIALS} without --trials), at "
+        f"least {TRIAL_FLOOR_S:g} s; none without --timeout",
     )
     parser.add_argument(
         "--no-recipes",
@@ -121,7 +133,8 @@ def sweep_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="sampler seed")
     parser.add_argument(
         "--max-failures", type=int, default=None,
-        help="stop once this many trials have failed in this sweep (default: the larger of 3 and --trials); "
+        help="stop once this many trials have failed in this sweep (default: the larger of 3 and --trials; "
+        f"{TIMED_SWEEP_MAX_FAILURES} with --timeout alone); "
         "failed trials never count towards --trials",
     )  # fmt: skip
     parser.add_argument(
@@ -184,7 +197,7 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
     from lightning_modules import TASKS
     from lightning_modules.val_windows import WINDOWS_METRIC
 
-    if args.trials < 1 or args.workers < 1:
+    if (args.trials is not None and args.trials < 1) or args.workers < 1:
         raise ConfigError(
             f"--trials and --workers must be at least 1, got --trials {args.trials} --workers {args.workers}"
         )
@@ -215,11 +228,12 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
     base = deep_merge(deep_merge(SWEEP_DEFAULTS, base_file), nest({**fixed, "data.name": args.data}))
     for family in families:  # fail before the study starts: unknown family, typo in a key, devices it cannot use
         check_placement(config_from_dict(deep_merge(base, {"model": {"family": family}})))
+    trials = default_trials(args.trials, args.timeout)
     metric = args.metric or (WINDOWS_METRIC if args.val_windows > 1 else task.sweep_metric)
     return SweepPlan(
         data=args.data,
         families=families,
-        trials=args.trials,
+        trials=trials,
         timeout=args.timeout,
         study=args.study or f"{args.data}-{time.strftime('%Y%m%d-%H%M%S')}",
         storage=args.storage or default_storage(),
@@ -234,14 +248,18 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
         heartbeat=args.heartbeat,
         workers=args.workers,
         quiet=args.quiet,
-        max_failures=args.max_failures if args.max_failures is not None else max(3, args.trials),
+        max_failures=args.max_failures or (TIMED_SWEEP_MAX_FAILURES if math.isinf(trials) else max(3, trials)),
         ensemble=args.ensemble,
-        trial_timeout=args.trial_timeout or default_trial_timeout(args.timeout, args.workers, args.trials),
+        trial_timeout=args.trial_timeout or default_trial_timeout(args.timeout, args.workers, trials),
         recipes=args.recipes,
         plugins=explicit_modules(),
         confirm=args.confirm,
         seeds=args.seeds,
     )
+
+
+def trial_count(plan: "SweepPlan") -> str:
+    return f"trials for {plan.timeout:g} s" if math.isinf(plan.trials) else f"{plan.trials} trials"
 
 
 def sweep_main(args: argparse.Namespace) -> int:
@@ -252,7 +270,7 @@ def sweep_main(args: argparse.Namespace) -> int:
     args.quiet = args.quiet or is_quiet()
     plan = build_plan(args)
     print(
-        f"study {plan.study} on {plan.data}: {plan.trials} trials over {', '.join(plan.families)}; "
+        f"study {plan.study} on {plan.data}: {trial_count(plan)} over {', '.join(plan.families)}; "
         f"optimising {plan.metric} (storage {plan.storage})",
         flush=True,
     )

@@ -5,6 +5,7 @@ run holds. The study lives in an RDB storage with heartbeats, so trials of a kil
 retried on resume and their MLflow runs closed as KILLED. `--workers N` runs N processes on the study.
 """
 
+import math
 import multiprocessing
 import os
 import socket
@@ -219,8 +220,9 @@ def run_until_done(plan: SweepPlan) -> None:
         if finished >= plan.trials or (left is not None and left <= 0):
             return
         if failures(study, plan) >= plan.max_failures:
-            print(f"stw sweep: stopped after {plan.max_failures} failed trials with {plan.trials - finished} still to "
-                  "run; their errors are in the trials table (`stw runs --sweep PARENT_RUN_ID`)", file=sys.stderr)  # fmt: skip
+            rest = "" if math.isinf(plan.trials) else f" with {plan.trials - finished} still to run"
+            print(f"stw sweep: stopped after {plan.max_failures} failed trials{rest}; their errors are in the trials "
+                  "table (`stw runs --sweep PARENT_RUN_ID`)", file=sys.stderr)  # fmt: skip
             return
         if finished + running >= plan.trials:
             # The rest are running elsewhere: on another machine, or in a killed process whose heartbeat has not

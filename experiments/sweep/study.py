@@ -31,7 +31,7 @@ class SweepPlan:
 
     data: str
     families: list[str]
-    trials: int
+    trials: float  # finished trials to reach: an int, or math.inf for a sweep bounded by its timeout alone
     timeout: float | None
     study: str
     storage: str
