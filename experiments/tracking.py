@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +23,7 @@ VERSIONED_PACKAGES = (
     "torch", "lightning", "torchmetrics", "mlflow", "optuna", "optuna-integration", "pandas", "numpy", "st-workbench",
 )  # fmt: skip
 TOOL = "st-workbench"
+INPUT_ATTEMPTS = 3  # logging dataset inputs: the first try and two retries (TrackedRun.log_inputs)
 
 
 class Tag:
@@ -237,8 +239,19 @@ class TrackedRun:
         self.client.log_text(self.run_id, text, name)
 
     def log_inputs(self, datasets: list[Any]) -> None:
-        """mlflow.entities.DatasetInput records: the data the run read, for the UI's Dataset column."""
-        self.client.log_inputs(self.run_id, datasets=datasets)
+        """mlflow.entities.DatasetInput records: the data the run read, for the UI's Dataset column. Sweep workers
+        logging one new dataset at once race to create it in the store: the loser's insert fails on the store's
+        unique key (seen in CI), rolled back whole, and its retry finds the winner's dataset."""
+        from mlflow.exceptions import MlflowException
+
+        for attempt in range(INPUT_ATTEMPTS):
+            try:
+                self.client.log_inputs(self.run_id, datasets=datasets)
+                return
+            except MlflowException:
+                if attempt == INPUT_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def log_model(self, name: str, save: Callable[[Path, Any], None]) -> str:
         """An MLflow LoggedModel linked to this run as its output, so `runs:/<run>/<name>` and the UI's Models column

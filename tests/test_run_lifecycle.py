@@ -198,3 +198,27 @@ def test_a_machine_that_loses_the_race_to_create_the_experiment_uses_the_winners
             raise MlflowException(f"Experiment(name={name}) already exists", error_code=RESOURCE_ALREADY_EXISTS)
 
     assert experiment_id(RacingClient(), "ett", "http://127.0.0.1:5000") == "7"
+
+
+def test_logging_a_dataset_input_that_another_process_created_meanwhile_retries_and_links_it(tracking_uri):
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.entities import Dataset, DatasetInput
+    from mlflow.exceptions import MlflowException
+
+    dataset = Dataset("ett-train", "abc", "http", '{"url": "https://example.org/ett.csv"}')
+    with TrackedRun(tracking_uri, "ett", "race", {}) as run:
+        real, calls = run.client.log_inputs, []
+
+        def lost_the_race_once(run_id, datasets):
+            calls.append(run_id)
+            if len(calls) == 1:  # what the store raises when the other worker's insert committed first
+                raise MlflowException(
+                    "UNIQUE constraint failed: datasets.experiment_id, datasets.name, datasets.digest"
+                )
+            real(run_id, datasets=datasets)
+
+        run.client.log_inputs = lost_the_race_once
+        run.log_inputs([DatasetInput(dataset)])
+    assert len(calls) == 2
+    [logged] = _only_run(tracking_uri).inputs.dataset_inputs
+    assert logged.dataset.name == "ett-train" and logged.dataset.digest == "abc"
