@@ -201,7 +201,6 @@ def test_a_machine_that_loses_the_race_to_create_the_experiment_uses_the_winners
 
 
 def test_logging_a_dataset_input_that_another_process_created_meanwhile_retries_and_links_it(tracking_uri):
-    from mlflow.data.http_dataset_source import HTTPDatasetSource
     from mlflow.entities import Dataset, DatasetInput
     from mlflow.exceptions import MlflowException
 
