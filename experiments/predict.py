@@ -145,13 +145,18 @@ def input_windows(datamodule: WindowedSeriesDataModule, inputs: pd.DataFrame, pa
     return (windows[-1:], ends[-1:]) if future_only else (windows, ends)
 
 
+def reads_phase(module: torch.nn.Module) -> bool:
+    """Whether the model (or an ensemble member) has a residual cycle, which reads each window's first row."""
+    return any(isinstance(part, ResidualCycle) for part in module.modules())
+
+
 def window_starts(datamodule: WindowedSeriesDataModule, module: torch.nn.Module, index: pd.Index, ends: np.ndarray,
                   paths: list[Path]) -> Tensor | None:  # fmt: skip
     """Each window's first row as a row number of the training series, the phase a residual cycle
     (task.cycle_len) reads; None for models without one. A file's rows are numbered by their times: row 0 is the
     training series' first timestamp, one row per its spacing (rows after the file's end continue the count), so
     a file's phase is right wherever in time it starts."""
-    if not any(isinstance(part, ResidualCycle) for part in module.modules()):
+    if not reads_phase(module):
         return None
     files = ", ".join(map(str, paths))
     clock = datamodule.row_clock

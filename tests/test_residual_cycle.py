@@ -226,3 +226,21 @@ def test_a_run_on_a_series_without_one_spacing_cannot_number_a_new_files_rows(tm
     with pytest.raises(ConfigError, match="no single spacing between its rows"):
         window_starts(datamodule, module, index, np.array([3, 5]), [tmp_path / "spy.csv"])
     assert window_starts(datamodule, Forecaster("linear", spec=spec), index, np.array([3]), []) is None
+
+
+@pytest.mark.slow
+def test_a_cycle_on_trading_days_trains_but_predict_refuses_new_files(tracking_uri, shared_data, tmp_path, capsys):
+    # Trading days have no single spacing, so a file's rows cannot be numbered; training numbers rows by count.
+    words = ["--data", "stock", "data.lookback=20", "data.horizon=5", "--model", "linear", "task.cycle_len=5",
+             "trainer.max_epochs=1", "trainer.limit_train_batches=4", "--quiet"]  # fmt: skip
+    assert main(["train", *words, "--tracking-uri", tracking_uri]) == 0
+    client = MlflowClient(tracking_uri)
+    [run] = client.search_runs([client.get_experiment_by_name("stock").experiment_id])
+    assert run.info.status == "FINISHED"  # its MLflow model is logged, without an input example
+    recent = tmp_path / "spy.us.txt"
+    lines = (shared_data / "stock" / "spy.us.txt").read_text().splitlines(keepends=True)
+    recent.write_text("".join([lines[0], *lines[-40:]]))
+    capsys.readouterr()
+    assert main(["predict", run.info.run_id, "--input", str(recent), "--output", str(tmp_path / "out.csv"),
+                 "--tracking-uri", tracking_uri]) == 2  # fmt: skip
+    assert "no single spacing between its rows" in capsys.readouterr().err
