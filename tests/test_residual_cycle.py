@@ -244,3 +244,16 @@ def test_a_cycle_on_trading_days_trains_but_predict_refuses_new_files(tracking_u
     assert main(["predict", run.info.run_id, "--input", str(recent), "--output", str(tmp_path / "out.csv"),
                  "--tracking-uri", tracking_uri]) == 2  # fmt: skip
     assert "no single spacing between its rows" in capsys.readouterr().err
+
+
+def test_an_ensemble_member_that_looks_back_less_reads_the_phase_of_its_own_window() -> None:
+    from experiments.ensemble import MeanOfMembers
+
+    torch.manual_seed(0)
+    long, short = (Forecaster("linear", spec=series(2, lookback, 3), cycle_len=6) for lookback in (8, 4))
+    for member in (long, short):
+        with torch.no_grad():
+            member.cycle.table.normal_()
+    x, start = torch.randn(3, 8, 2), torch.tensor([0, 5, 17])
+    expected = (long(x, start) + short(x[:, 4:].contiguous(), start + 4)) / 2
+    torch.testing.assert_close(MeanOfMembers([long, short], [8, 4], probabilities=False)(x, start), expected)
