@@ -136,16 +136,16 @@ def hand_written_loop(config: dict) -> tuple[float, float]:
     loop_started = time.perf_counter()
     for _ in range(config["trainer"]["max_epochs"]):
         model.train()
-        for x, y in datamodule.train_dataloader():
+        for x, y, start in datamodule.train_dataloader():
             optimizer.zero_grad()
-            loss_fn(model(x), y).backward()
+            loss_fn(model(x, start), y).backward()
             optimizer.step()
         model.eval()
         with torch.no_grad():
-            val = [loss_fn(model(x), y).item() for x, y in datamodule.val_dataloader()]
+            val = [loss_fn(model(x, start), y).item() for x, y, start in datamodule.val_dataloader()]
     loop_seconds = time.perf_counter() - loop_started
     with torch.no_grad():
-        test = [loss_fn(model(x), y).item() for x, y in datamodule.test_dataloader()]
+        test = [loss_fn(model(x, start), y).item() for x, y, start in datamodule.test_dataloader()]
     assert val and test
     return time.perf_counter() - started, loop_seconds
 

@@ -72,7 +72,7 @@ class LabelledWindows(Dataset):
 
     def __getitem__(self, index: list[int] | Tensor) -> tuple[Tensor, Tensor]:
         index = torch.as_tensor(index)
-        x, _ = self.windows[self.kept[index]]
+        x, _, _ = self.windows[self.kept[index]]
         return x, self.labels[index]
 
 
@@ -86,12 +86,12 @@ class StockDirectionDataModule(StockDataModule):
     Options = StockDirectionOptions
     options: StockDirectionOptions
 
-    def window_dataset(self, x: Tensor, y: Tensor, raw_targets: pd.DataFrame) -> LabelledWindows:
+    def window_dataset(self, x: Tensor, y: Tensor, raw_targets: pd.DataFrame, first_row: int = 0) -> LabelledWindows:
         options = self.options
         labels = direction_labels(
             raw_targets.iloc[:, 0].to_numpy(), options.lookback, options.horizon, options.dead_zone
         )
-        return LabelledWindows(super().window_dataset(x, y, raw_targets), labels)
+        return LabelledWindows(super().window_dataset(x, y, raw_targets, first_row), labels)
 
     @property
     def spec(self) -> ClassifySpec:

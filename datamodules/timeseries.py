@@ -27,6 +27,41 @@ from datamodules.specs import ForecastSpec
 from datamodules.windows import WindowDataset
 
 
+@dataclass(frozen=True)
+class RowClock:
+    """Which row of the training series a timestamp is: row 0 at `start`, one row every `step`. Known only for a
+    series with exactly one spacing between its rows (hourly ETT), where row numbers and times agree."""
+
+    start: pd.Timestamp
+    step: pd.Timedelta
+
+    @classmethod
+    def of(cls, index: pd.Index) -> "RowClock | None":
+        if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
+            return None
+        spacings = (index[1:] - index[:-1]).unique()
+        return cls(index[0], spacings[0]) if len(spacings) == 1 and spacings[0] > pd.Timedelta(0) else None
+
+    def to_dict(self) -> dict[str, str]:
+        return {"start": self.start.isoformat(), "step": self.step.isoformat()}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, str]) -> "RowClock":
+        return cls(pd.Timestamp(state["start"]), pd.Timedelta(state["step"]))
+
+    def rows(self, times: pd.DatetimeIndex, what: str) -> np.ndarray:
+        """The row number of each time (before row 0: negative); a time between rows is refused."""
+        offsets = times - self.start
+        off_grid = offsets % self.step != pd.Timedelta(0)
+        if off_grid.any():
+            raise DataError(
+                f"{what}: row time {times[off_grid][0]} is not a whole number of steps of {self.step} after the "
+                f"training series' first row ({self.start}), so its phase in the run's residual cycle "
+                "(task.cycle_len) is unknown; give rows on the training series' time grid"
+            )
+        return np.asarray(offsets // self.step, dtype=np.int64)
+
+
 @dataclass
 class WindowOptions(DataOptions):
     """Options every windowed series has.
@@ -210,6 +245,7 @@ class WindowedSeriesDataModule(StwDataModule):
         self.series: dict[str, tuple[Tensor, Tensor]] = {}  # split -> scaled inputs [T, C], targets [T, K]
         self.datasets: dict[str, Dataset] = {}
         self._timestamps: dict[str, pd.DatetimeIndex] = {}
+        self.row_clock: RowClock | None = None  # row numbers of timestamps, for a residual cycle's phase in predict
 
     # --- dataset hooks ---------------------------------------------------------------------------------------
     def data_files(self) -> list[Path]:
@@ -258,19 +294,20 @@ class WindowedSeriesDataModule(StwDataModule):
             self.target_scaler = StandardScaler.fit(targets.iloc[train])
             self.naive_mae = seasonal_naive_mae(targets.iloc[train], self.season).tolist()
             self.positive_targets = bool((targets.iloc[train].to_numpy() > 0).all())
+            self.row_clock = RowClock.of(inputs.index)
         series, windows, timestamps = {}, {}, {}
         for split, (start, stop) in ranges.items():
             x = float32_rows(self.input_scaler.transform(inputs.iloc[start:stop]))
             y = float32_rows(self.target_scaler.transform(targets.iloc[start:stop]))
             series[split] = (x, y)
-            windows[split] = self.window_dataset(x, y, targets.iloc[start:stop])
+            windows[split] = self.window_dataset(x, y, targets.iloc[start:stop], first_row=start)
             timestamps[split] = inputs.index[start:stop]
         self.series, self.datasets, self._timestamps = series, windows, timestamps
 
-    def window_dataset(self, x: Tensor, y: Tensor, raw_targets: pd.DataFrame) -> Dataset:
+    def window_dataset(self, x: Tensor, y: Tensor, raw_targets: pd.DataFrame, first_row: int = 0) -> Dataset:
         """A split's dataset from its scaled inputs and targets; `raw_targets` (unscaled) are for datasets whose
-        items are labelled from the targets' own values."""
-        return WindowDataset(x, y, self.options.lookback, self.options.horizon)
+        items are labelled from the targets' own values; `first_row` is the split's first row in the series."""
+        return WindowDataset(x, y, self.options.lookback, self.options.horizon, first_row)
 
     def state_dict(self) -> dict[str, Any]:
         """The fitted preprocessing, JSON-serialisable; empty before setup (nothing is fitted yet)."""
@@ -282,6 +319,7 @@ class WindowedSeriesDataModule(StwDataModule):
             "target_scaler": self.target_scaler.to_dict(),
             "target_naive_mae": self.naive_mae,
             "positive_targets": self.positive_targets,
+            "row_clock": self.row_clock.to_dict() if self.row_clock is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -292,6 +330,8 @@ class WindowedSeriesDataModule(StwDataModule):
         # Runs logged before MASE and sMAPE existed saved neither statistic.
         self.naive_mae = state.get("target_naive_mae")
         self.positive_targets = bool(state.get("positive_targets", False))
+        # Runs logged before residual cycles existed, and series without one spacing, have no clock.
+        self.row_clock = RowClock.from_dict(state["row_clock"]) if state.get("row_clock") else None
         if self.datasets:  # Lightning restores a checkpoint after setup: rescale the tensors with the loaded scaler
             self.datasets = {}
             self.setup()

@@ -81,13 +81,15 @@ class WindowDataset(Dataset):
     """Every stride-1 window of `inputs` (lookback rows) followed by `targets` (horizon rows).
 
     Window i covers input rows [i, i + lookback) and target rows [i + lookback, i + lookback + horizon).
-    `inputs` is [T, C], `targets` is [T, K]; both stay one tensor each, windows are `unfold` views.
+    `inputs` is [T, C], `targets` is [T, K]; both stay one tensor each, windows are `unfold` views. `first_row`
+    is the number of input row 0 in the whole series (where the split starts): a batch also gives each window's
+    first row there, the phase a residual cycle (task.cycle_len) reads.
     """
 
-    def __init__(self, inputs: Tensor, targets: Tensor, lookback: int, horizon: int) -> None:
+    def __init__(self, inputs: Tensor, targets: Tensor, lookback: int, horizon: int, first_row: int = 0) -> None:
         if len(inputs) != len(targets):
             raise ValueError(f"inputs have {len(inputs)} rows but targets {len(targets)}")
-        self.lookback, self.horizon = lookback, horizon
+        self.lookback, self.horizon, self.first_row = lookback, horizon, first_row
         self.n_windows = len(inputs) - lookback - horizon + 1
         if self.n_windows < 1:
             raise DataError(f"{len(inputs)} rows are too few for lookback {lookback} + horizon {horizon}")
@@ -97,12 +99,12 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return self.n_windows
 
-    def __getitem__(self, index: list[int] | Tensor) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, index: list[int] | Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x [B, L, C], y [B, H, K] and each window's first row in the whole series [B]."""
         index = torch.as_tensor(index)
         # One gather per batch; contiguous so models and metrics can view() it freely.
-        return self.x[index].transpose(-1, -2).contiguous(), self.y[index].transpose(
-            -1, -2
-        ).contiguous()  # [B, L, C], [B, H, K]
+        x, y = self.x[index].transpose(-1, -2).contiguous(), self.y[index].transpose(-1, -2).contiguous()
+        return x, y, index + self.first_row
 
 
 def batch_loader(

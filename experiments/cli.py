@@ -63,6 +63,10 @@ PREDICT_FORMATS = """input and output, per dataset (the run's fitted preprocessi
               test clip. Output: clip (the input's path), label, prob_<class>.
   gestures    keypoint CSVs with the 16 keypoint columns; one row per window of data.clip_len frames, one
               starting every data.stride frames. Output: file, first_frame, last_frame, label, prob_<class>.
+A run with a residual cycle (task.cycle_len) reads each window's phase from its rows' times: row 0 is the
+training series' first timestamp and one row follows every step of its spacing, so a file may start anywhere on
+that grid (rows past its end continue the count); a row off the grid is refused, and a run whose training series
+has no single spacing (trading days) cannot predict from new files.
 Numbers are written with 6 significant digits.
 """
 

@@ -56,11 +56,14 @@ class MeanOfMembers(nn.Module):
         self.members = nn.ModuleList(members)
         self.lookbacks, self.probabilities = lookbacks, probabilities
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, start: Tensor | None = None) -> Tensor:
+        """`start`, each window's first row in the series (forecasts only), moves on by the steps a shorter
+        member skips, so a member with a residual cycle reads its own window's phase."""
         outputs = []
         for member, lookback in zip(self.members, self.lookbacks, strict=True):
             # Contiguous, as the member's own test batches were (predict passes contiguous windows too).
-            out = member(x[:, -lookback:].contiguous() if lookback is not None else x)
+            inputs = x[:, -lookback:].contiguous() if lookback is not None else x
+            out = member(inputs) if start is None else member(inputs, start + x.shape[1] - inputs.shape[1])
             outputs.append(out.softmax(dim=-1) if self.probabilities else out.contiguous())
         mean = torch.stack(outputs).mean(dim=0)
         return mean.log() if self.probabilities else mean
@@ -102,8 +105,9 @@ def shaping_options(member: Member) -> dict[str, Any]:
 
 
 def fitted(member: Member) -> dict[str, Any]:
-    """What the member's preprocessing fitted (scalers, tokenizer, class names); its options are compared above."""
-    return {k: v for k, v in member.preprocessing.items() if k != "options"}
+    """What the member's preprocessing fitted (scalers, tokenizer, class names); its options are compared above,
+    and its row clock follows from the data, whose fingerprint is (runs logged before it existed lack one)."""
+    return {k: v for k, v in member.preprocessing.items() if k not in ("options", "row_clock")}
 
 
 def check_members(members: list[Member]) -> None:

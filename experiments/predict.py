@@ -38,6 +38,7 @@ from datamodules.video.gestures import Gestures
 from experiments.config import datamodule_for
 from experiments.logged_run import CHECKPOINT, CONFIG, PREPROCESSING, LoggedRun, RunError, fetch_run
 from lightning_modules import TASKS
+from lightning_modules.residual_cycle import ResidualCycle
 
 # (datamodule, module, input paths[, future_only=True for dated series]) -> the output table
 Predictor = Callable[..., pd.DataFrame]
@@ -144,6 +145,37 @@ def input_windows(datamodule: WindowedSeriesDataModule, inputs: pd.DataFrame, pa
     return (windows[-1:], ends[-1:]) if future_only else (windows, ends)
 
 
+def reads_phase(module: torch.nn.Module) -> bool:
+    """Whether the model (or an ensemble member) has a residual cycle, which reads each window's first row."""
+    return any(isinstance(part, ResidualCycle) for part in module.modules())
+
+
+def window_starts(datamodule: WindowedSeriesDataModule, module: torch.nn.Module, index: pd.Index, ends: np.ndarray,
+                  paths: list[Path]) -> Tensor | None:  # fmt: skip
+    """Each window's first row as a row number of the training series, the phase a residual cycle
+    (task.cycle_len) reads; None for models without one. A file's rows are numbered by their times: row 0 is the
+    training series' first timestamp, one row per its spacing (rows after the file's end continue the count), so
+    a file's phase is right wherever in time it starts."""
+    if not reads_phase(module):
+        return None
+    files = ", ".join(map(str, paths))
+    clock = datamodule.row_clock
+    if clock is None or not isinstance(index, pd.DatetimeIndex):
+        raise ConfigError(
+            f"{files}: the run learnt a residual cycle (task.cycle_len), whose phase is each row's number in the "
+            "training series, but that series has no single spacing between its rows (or no timestamps), so a "
+            "new file's rows cannot be numbered; stw predict cannot use this run on new files (retrain with "
+            "task.cycle_len=0 to predict from files)"
+        )
+    rows = clock.rows(index, files)
+    if gaps := np.flatnonzero(np.diff(rows) != 1).tolist():
+        raise DataError(
+            f"{files}: rows at {index[gaps[0]]} and {index[gaps[0] + 1]} are not one step of {clock.step} apart; "
+            "the run's residual cycle needs consecutive rows on the training series' time grid"
+        )
+    return torch.from_numpy(rows[ends - datamodule.options.lookback + 1])
+
+
 # A target kind's word in the output columns: a return series' values are log returns, a level's are its values.
 VALUE_WORDS = {"level": "", "return": "_log_return"}
 LevelReader = Callable[[list[Path], Any, pd.DatetimeIndex], pd.DataFrame]
@@ -159,7 +191,9 @@ def forecaster(read_features: FeatureReader, future: FutureTimes = regular_spaci
                 future_only: bool = False) -> pd.DataFrame:  # fmt: skip
         inputs, targets = read_features(paths, datamodule.options)
         windows, ends = input_windows(datamodule, inputs, paths, future_only)
-        scaled = batched(lambda x: module(x.contiguous()), windows, datamodule.options.batch_size)
+        starts, size = window_starts(datamodule, module, inputs.index, ends, paths), datamodule.options.batch_size
+        scaled = torch.cat([module(windows[i : i + size].contiguous(), None if starts is None else starts[i : i + size])
+                            for i in range(0, len(windows), size)])  # fmt: skip
         forecasts = datamodule.inverse_transform_targets(scaled).numpy()  # [N, H, K]
         horizon = forecasts.shape[1]
         rows = (ends[:, None] + np.arange(1, horizon + 1)).reshape(-1)

@@ -32,7 +32,7 @@ from datamodules.errors import DataError
 from datamodules.timeseries import WindowedSeriesDataModule
 from experiments.config import config_from_dict, datamodule_for, dump_config
 from experiments.logged_run import no_progress_bar
-from experiments.predict import PREDICTORS, classify_messages, load_module, with_trained_model
+from experiments.predict import PREDICTORS, classify_messages, load_module, reads_phase, with_trained_model
 from experiments.tracking import Tag, package_versions
 
 MODEL_NAME = "model"
@@ -157,13 +157,16 @@ def save_pyfunc(folder: Path, mlflow_model: Any, datamodule: StwDataModule, conf
     from mlflow.types import ColSpec, Schema
 
     example = input_example(datamodule)
+    module = load_module(checkpoint, datamodule.task) if example is not None else None
+    if module is not None and reads_phase(module) and datamodule.row_clock is None:
+        example = None  # a residual cycle's phase cannot be known for new rows (trading days): predict refuses
     if example is not None:
-        module = load_module(checkpoint, datamodule.task)
         output = predict_raw(config["data"]["name"], datamodule, module, example)
         with quiet_mlflow():
             signature = infer_signature(example, output)
     elif isinstance(datamodule, WindowedSeriesDataModule):
-        signature = None  # generated in memory: its raw input is whatever its plugin's reader takes
+        # Generated in memory: its raw input is whatever its plugin's reader takes; or rows it cannot number.
+        signature = None
     else:
         signature = ModelSignature(inputs=Schema([ColSpec("string", PATH_COLUMN)]))
     with tempfile.TemporaryDirectory(prefix="stw-model-files-") as tmp:

@@ -22,10 +22,10 @@ def forecast_report(
     """The main target of a few evenly spaced test windows in original units, beside the naive forecasts."""
     dataset = datamodule.test_dataloader().dataset
     index = np.linspace(0, len(dataset) - 1, n_windows).astype(int).tolist()
-    x, y = dataset[index]
+    x, y, start = dataset[index]
     module.eval()
     with torch.no_grad():
-        forecast = module(x)
+        forecast = module(x, start)
         naive = {NAIVE_FORECASTS[name].label: baseline(x) for name, baseline in module.baselines.items()}
     spec, times = datamodule.spec, datamodule.split_timestamps("test")
     lookback, horizon, k = spec.lookback, spec.horizon, spec.main_index

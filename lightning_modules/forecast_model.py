@@ -1,6 +1,8 @@
-"""The forecasting model: the task model (stem -> encoder -> head) wrapped in optional RevIN and channel independence.
+"""The forecasting model: the task model (stem -> encoder -> head) wrapped in optional RevIN, residual cycle and
+channel independence.
 
-forward(x [B, L, C]) -> [B, H, K]. The stem of input kind "values" projects every step's channel values to
+forward(x [B, L, C], start [B]) -> [B, H, K]; start (each window's first row in the whole series) is read only
+with a residual cycle. The stem of input kind "values" projects every step's channel values to
 task.stem_dim (or keeps them); the forecast head pools the encoder's [B, T', D] output ("flatten" keeps every
 step) and maps it with one Linear to all H*K forecasts at once (direct multi-step forecasting); with the linear
 family and decomposition this head is what makes the model DLinear.
@@ -16,6 +18,7 @@ from datamodules.errors import ConfigError
 from datamodules.specs import ForecastSpec
 from lightning_modules.families.base import FamilyConfig
 from lightning_modules.pooling import TemporalPooling
+from lightning_modules.residual_cycle import ResidualCycle
 from lightning_modules.task_model import TaskModel
 
 
@@ -50,7 +53,7 @@ class RevIN(nn.Module):
         return y * std + mean
 
 
-def check_targets(spec: ForecastSpec, revin: bool, channel_independent: bool) -> None:
+def check_targets(spec: ForecastSpec, revin: bool, channel_independent: bool, cycle_len: int = 0) -> None:
     """Reject option combinations that cannot forecast the targets, saying which option to change."""
     n_inputs, n_targets, target_index = spec.n_inputs, spec.n_targets, spec.target_index
     in_range = target_index is not None and all(0 <= i < n_inputs for i in target_index)
@@ -63,6 +66,11 @@ def check_targets(spec: ForecastSpec, revin: bool, channel_independent: bool) ->
         raise ConfigError(
             "revin denormalises forecasts with the target channels' statistics, so it needs target_index "
             "(the targets' positions among the inputs); turn revin off for targets that are not inputs"
+        )
+    if cycle_len and target_index is None:
+        raise ConfigError(
+            "task.cycle_len adds the target channels' learnt cycle back onto the forecast, so it needs target_index "
+            "(the targets' positions among the inputs); set task.cycle_len=0 for targets that are not inputs"
         )
     if channel_independent and (target_index is None or list(target_index) != list(range(n_inputs))):
         raise ConfigError(
@@ -94,6 +102,9 @@ class Forecaster(TaskModel):
             PatchTST); "last", "mean", "max" and "attention" map one summary step, which keeps the head small for
             long unpatched sequences (an LSTM over 512 steps of width 128 would otherwise need a 44M-weight head).
         stem_options: the input kind's stem options, for kinds that have them (values has none).
+        cycle_len: learn a cycle of this many steps per input channel, take it out of the (normalised) input and
+            put it back on the forecast (CycleNet's RCF, lightning_modules/residual_cycle.py); 0 is off. Needs
+            each window's first row in forward's `start`.
     """
 
     def __init__(
@@ -108,8 +119,9 @@ class Forecaster(TaskModel):
         stem_dim: int | None = None,
         head: TemporalPooling = "flatten",
         stem_options: Any | dict[str, Any] | None = None,
+        cycle_len: int = 0,
     ) -> None:
-        check_targets(spec, revin, channel_independent)
+        check_targets(spec, revin, channel_independent, cycle_len)
         super().__init__(
             "forecast",
             family,
@@ -123,16 +135,23 @@ class Forecaster(TaskModel):
         )
         self.channel_independent = channel_independent
         self.revin = RevIN(spec.n_inputs, spec.target_index, revin_affine) if revin else None
+        self.cycle = ResidualCycle(cycle_len, spec.n_inputs, spec.target_index) if cycle_len else None
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, start: Tensor | None = None) -> Tensor:
         batch, lookback, channels = x.shape
+        if self.cycle is not None and start is None:
+            raise ValueError("a forecaster with a residual cycle needs each window's first row number (start)")
         if self.revin is not None:
             x, stats = self.revin.normalise(x)
+        if self.cycle is not None:  # per input channel, so before channels are flattened into the batch
+            x = self.cycle.remove(x, start)
         if self.channel_independent:
             x = x.transpose(1, 2).reshape(batch * channels, lookback, 1)
         y = super().forward(x)
         if self.channel_independent:
             y = y.view(batch, channels, -1).transpose(1, 2)
+        if self.cycle is not None:
+            y = self.cycle.restore(y, start, lookback)
         if self.revin is not None:
             y = self.revin.denormalise(y, stats)
         return y

@@ -62,6 +62,10 @@ class ForecastTask:
         huber_delta: where the huber loss turns from quadratic to linear.
         revin: normalise each input window by its own mean and std (RevIN) and undo it on the forecast.
         channel_independent: every channel is its own univariate series through a shared encoder (PatchTST-style).
+        cycle_len: CycleNet's residual cycle: learn a cycle of this many steps (24 for a daily cycle of hourly
+            data) per input channel, subtract it from the (RevIN-normalised) input and add it back to the forecast,
+            so the encoder forecasts the residual; each window's phase is its first row's number in the series.
+            0 is off.
         stem_dim: project each time step's values to this width before the encoder; null keeps the raw values.
         head: how the linear forecasting head pools the encoder's steps: flatten (every step, time-major), or one
             summary vector: last, mean, max or attention (far fewer weights for long unpatched sequences).
@@ -79,6 +83,7 @@ class ForecastTask:
     huber_delta: float = 1.0
     revin: bool = False
     channel_independent: bool = False
+    cycle_len: int = 0
     stem_dim: int | None = None
     head: TemporalPooling = "flatten"
     input_noise: float = 0.0
@@ -241,6 +246,7 @@ class ForecastingModule(pl.LightningModule):
             stem_dim=task.stem_dim,
             head=task.head,
             stem_options=config.get("stem"),
+            cycle_len=task.cycle_len,
         )
         self.loss_fn = {"mse": nn.MSELoss(), "mae": nn.L1Loss(), "huber": nn.HuberLoss(delta=task.huber_delta)}[
             task.loss
@@ -265,14 +271,16 @@ class ForecastingModule(pl.LightningModule):
     def backtests(self) -> dict[str, Backtest]:
         return self.return_scores.backtests if self.return_scores is not None else {}
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x).contiguous()  # channel-independent outputs are permuted views; metrics view() them
+    def forward(self, x: Tensor, start: Tensor | None = None) -> Tensor:
+        """Forecasts of windows x [B, L, C] whose first rows are rows `start` [B] of the series (read only with a
+        residual cycle, task.cycle_len)."""
+        return self.model(x, start).contiguous()  # channel-independent outputs are permuted views; metrics view() them
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, y = batch
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y, start = batch
         if self.task.input_noise > 0:
             x = x + self.task.input_noise * torch.randn_like(x)
-        loss = self.loss_fn(self(x), y)
+        loss = self.loss_fn(self(x, start), y)
         self.losses.add_train(self, loss, len(x))
         return loss
 
@@ -283,9 +291,9 @@ class ForecastingModule(pl.LightningModule):
             windows = len(self.trainer.val_dataloaders.dataset)
             self.val_position = (rank_block(windows, process_shard()).start, windows)
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        x, y = batch
-        pred = self(x)
+    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        x, y, start = batch
+        pred = self(x, start)
         self.losses.add_val(self.loss_fn(pred, y), len(x))
         self.val_metrics.update(pred, y)
         if self.val_blocks is not None:
@@ -306,9 +314,9 @@ class ForecastingModule(pl.LightningModule):
             if scores is not None:
                 scores.reset()
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        x, y = batch
-        pred = self(x)
+    def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        x, y, start = batch
+        pred = self(x, start)
         self.scores[MODEL].update(pred, y, self.units)
         for name, baseline in self.baselines.items():
             self.scores[name].update(baseline(x), y, self.units)

@@ -71,9 +71,9 @@ def _test_forecasts(load_logged, run_id: str, store: str) -> tuple[pd.Series, np
     window forecasts: (times, forecasts [N, H, K], truths [N, H, K])."""
     datamodule, module, _ = load_logged(run_id, store)
     dataset = datamodule.test_dataloader().dataset
-    x, y = dataset[list(range(len(dataset)))]
+    x, y, start = dataset[list(range(len(dataset)))]
     with torch.no_grad():
-        forecast = module(x).numpy()
+        forecast = module(x, start).numpy()
     lookback = datamodule.options.lookback
     times = pd.Series(datamodule.split_timestamps("test")[lookback : lookback + len(dataset)])
     return times, forecast, y.numpy()
@@ -93,9 +93,9 @@ def test_the_ensemble_scores_the_mean_of_its_members_forecasts_aligned_by_the_ti
         metrics = run.final_metrics()
     ensemble.datamodule.setup()
     dataset = ensemble.datamodule.test_dataloader().dataset
-    x, y = dataset[list(range(len(dataset)))]
+    x, y, start = dataset[list(range(len(dataset)))]
     with torch.no_grad():
-        forecast = ensemble.module(x).numpy()
+        forecast = ensemble.module(x, start).numpy()
     np.testing.assert_allclose(forecast, mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(y.numpy(), truth)
     tested = 3 * 64  # trainer.limit_test_batches batches of data.batch_size windows

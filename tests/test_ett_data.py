@@ -70,8 +70,9 @@ def test_windows_are_views_of_one_tensor_per_split(ett96: EttDataModule) -> None
 
 def test_window_content_and_timestamps_equal_the_raw_rows(ett96: EttDataModule, raw: pd.DataFrame) -> None:
     index, start, lookback, horizon = 1000, 11520 - 96, 96, 96
-    x, y = ett96.datasets["test"][[index]]
+    x, y, first_row = ett96.datasets["test"][[index]]
     assert x.shape == (1, lookback, 7) and y.shape == (1, horizon, 7) and x.dtype == torch.float32
+    assert first_row.tolist() == [start + index]  # the window's first row in the whole series (a cycle's phase)
     first_target = start + index + lookback
     np.testing.assert_allclose(
         ett96.input_scaler.inverse_transform(x[0].double()),
@@ -104,8 +105,8 @@ def test_modes_choose_input_and_target_channels(mode, n_inputs, target_names, ta
 
 def test_targets_of_a_target_channel_equal_that_input_channel() -> None:
     module = set_up(mode="MS", lookback=24, horizon=12)
-    _, y = module.datasets["train"][[0, 500]]
-    next_batch_x, _ = module.datasets["train"][[24, 524]]
+    _, y, _ = module.datasets["train"][[0, 500]]
+    next_batch_x, _, _ = module.datasets["train"][[24, 524]]
     torch.testing.assert_close(y[:, 0, 0], next_batch_x[:, 0, 6])
 
 
@@ -116,7 +117,7 @@ def test_loaders_shuffle_train_with_the_shuffle_seed_and_keep_every_window(ett96
     torch.testing.assert_close(first, again)
     assert not torch.equal(first, next(iter(other_seed.train_dataloader()))[0])
     test_batches = list(ett96.test_dataloader())
-    assert sum(len(x) for x, _ in test_batches) == 2785
+    assert sum(len(x) for x, *_ in test_batches) == 2785
     torch.testing.assert_close(test_batches[0][0][0], ett96.datasets["test"][[0]][0][0])  # test is not shuffled
 
 

@@ -20,17 +20,19 @@ class Fixed(nn.Module):
         super().__init__()
         self.forecast = forecast
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, start: Tensor | None = None) -> Tensor:
         return self.forecast(x)
 
 
 def scored(spec: ForecastSpec, forecast, windows: list[tuple[Tensor, Tensor]], *words: str) -> tuple:
-    """Test `forecast` (scaled x -> scaled forecast) on the given (x, y) batches; (module, logged scores)."""
+    """Test `forecast` (scaled x -> scaled forecast) on the given (x, y) batches, served as the datasets serve
+    them, with each window's first row; (module, logged scores)."""
     config = parse_run_args(["--data", "ett", "--model", "linear", *words])
     module = ForecastingModule(config, spec)
     module.model = Fixed(forecast)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
-    return module, trainer.test(module, dataloaders=DataLoader(windows, batch_size=None), verbose=False)[0]
+    batches = [(x, y, torch.zeros(len(x), dtype=torch.long)) for x, y in windows]
+    return module, trainer.test(module, dataloaders=DataLoader(batches, batch_size=None), verbose=False)[0]
 
 
 def windows_of(series: Tensor, lookback: int, horizon: int) -> tuple[Tensor, Tensor]:

@@ -63,7 +63,9 @@ def test_forecasts_of_held_back_rows_are_the_models_own_test_forecasts(load_logg
     datamodule, module, logged_metrics = load_logged(logged.ett, logged.uri)
     test = datamodule.test_dataloader()
     with torch.no_grad():
-        expected = torch.cat([datamodule.inverse_transform_targets(module(x)) for x, _ in test])  # [N, H, K]
+        expected = torch.cat(
+            [datamodule.inverse_transform_targets(module(x, start)) for x, _, start in test]
+        )  # [N, H, K]
     n_test = len(test.dataset)
     assert len(table) == (TEST_END - VAL_END + 1) * horizon  # every window of the file, the last ones running past it
     forecasts = torch.tensor(table[[f"{c}_forecast" for c in channels]].to_numpy(), dtype=torch.float32)

@@ -42,7 +42,7 @@ def test_spy_inputs_are_daily_log_returns_and_the_target_is_the_close_return(spy
         5,
     )
     prices = raw(shared_data, "spy")
-    x, y = spy.datasets["val"][[7]]
+    x, y, _ = spy.datasets["val"][[7]]
     start = spy.split_timestamps("val")[7]
     row = prices.index.get_loc(start)
     expected_close = np.log(prices["Close"].to_numpy()[row : row + 60] / prices["Close"].to_numpy()[row - 1 : row + 59])

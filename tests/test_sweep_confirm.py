@@ -29,7 +29,7 @@ from lightning_modules.val_windows import BlockMSE, block_borders
 class RepeatLast(nn.Module):
     """A stand-in forecaster: every step ahead repeats the window's last value, so errors are known by hand."""
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, start: Tensor | None = None) -> Tensor:
         return x[:, -1:, :].expand(-1, 2, -1) * 0.5
 
 

@@ -274,7 +274,9 @@ def test_a_generated_csv_trains_predicts_and_reproduces(tmp_path, tracking_uri, 
     table = pd.read_csv(output, parse_dates=["window_end", "timestamp"])
     datamodule, module, _ = load_logged(run_id, tracking_uri)
     with torch.no_grad():
-        expected = torch.cat([datamodule.inverse_transform_targets(module(x)) for x, _ in datamodule.test_dataloader()])
+        expected = torch.cat(
+            [datamodule.inverse_transform_targets(module(x, start)) for x, _, start in datamodule.test_dataloader()]
+        )
     n_windows = len(expected)
     forecasts = torch.tensor(table[["load_forecast", "temp_forecast"]].to_numpy(), dtype=torch.float32)
     torch.testing.assert_close(forecasts[: n_windows * 12].view(n_windows, 12, 2), expected, rtol=5e-6, atol=1e-5)
