@@ -71,7 +71,7 @@ def test_a_recipe_of_another_family_or_outside_a_narrowed_space_is_skipped_with_
     narrowed = {**SPACE, "datasets": {**SPACE["datasets"], "ett": {**SPACE["datasets"]["ett"],
                                                                    "data.lookback": {"choice": [96, 336]}}}}  # fmt: skip
     notes = enqueue_recipes(study, narrowed, "ett", ["linear"], set(), slots=10)
-    assert [t.user_attrs["recipe"] for t in study.trials] == ["dlinear"]  # rlinear's L = 512 left the space
+    assert [t.user_attrs["recipe"] for t in study.trials] == ["dlinear", "cyclenet"]  # rlinear's L = 512 left the space
     assert any("rlinear skipped: not a point" in n and "data.lookback=512" in n for n in notes)
     assert any("patchtst skipped: its family transformer is not among --families" in n for n in notes)
 
