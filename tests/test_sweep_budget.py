@@ -179,18 +179,20 @@ def test_budget_stop_measures_what_closing_took_or_would_have_taken(monkeypatch)
 
 @pytest.mark.slow
 def test_recipes_run_first_tagged_and_a_resume_does_not_queue_them_again(tmp_path):
-    plan = _plan(tmp_path, "--trials", "3", "--families", "linear", "--pruner", "none", *TINY_ETT)
+    expected = {name: r for name, r in SPACE["recipes"]["ett"].items() if r["family"] == "linear"}
+    trials = len(expected) + 1  # the linear recipes, then one sampled trial
+    plan = _plan(tmp_path, "--trials", str(trials), "--families", "linear", "--pruner", "none", *TINY_ETT)
     study, _ = run_sweep(plan)
-    expected = {name: recipe_params(SPACE, "ett", r, set(plan.fixed)) for name, r in SPACE["recipes"]["ett"].items()
-                if r["family"] == "linear"}  # fmt: skip
+    expected = {name: recipe_params(SPACE, "ett", r, set(plan.fixed)) for name, r in expected.items()}
     assert [t.user_attrs.get("recipe") for t in study.trials] == [*expected, None]
     for trial, params in zip(study.trials, expected.values(), strict=False):
         assert trial.state == TrialState.COMPLETE and {k: trial.params[k] for k in params} == params
     runs = _trial_runs(plan)
-    assert [runs[n].data.tags.get(Tag.RECIPE) for n in range(3)] == [*expected, None]
+    assert [runs[n].data.tags.get(Tag.RECIPE) for n in range(trials)] == [*expected, None]
 
-    resumed, _ = run_sweep(_plan(tmp_path, "--trials", "4", "--families", "linear", "--pruner", "none", *TINY_ETT))
-    assert len(resumed.trials) == 4 and resumed.trials[3].user_attrs.get("recipe") is None
+    more = str(trials + 1)
+    resumed, _ = run_sweep(_plan(tmp_path, "--trials", more, "--families", "linear", "--pruner", "none", *TINY_ETT))
+    assert len(resumed.trials) == trials + 1 and resumed.trials[trials].user_attrs.get("recipe") is None
     assert [t.user_attrs.get("recipe") for t in resumed.trials].count("dlinear") == 1
 
 
