@@ -51,7 +51,7 @@ def sweep(pruner: str, timeout: float, trials: int, seed: int, extra: list[str])
     }
 
 
-def markdown(rows: list[dict], timeout: float, smoke: bool) -> str:
+def markdown(rows: list[dict], timeout: float, smoke: bool, recipes: bool = True) -> str:
     def number(value: float | None) -> str:
         return f"{value:.4f}" if value is not None else "-"
 
@@ -59,8 +59,9 @@ def markdown(rows: list[dict], timeout: float, smoke: bool) -> str:
         "# Pruners under one budget (benchmarks/sweep_pruners.py)"
         + (" - SMOKE RUN, not a measurement" if smoke else ""),
         "",
-        f"ETTh1 (H = 96), --timeout {timeout:g} s per pruner, the default space and recipes; the chosen trial is the "
-        "best by validation MSE.",
+        f"ETTh1 (H = 96), --timeout {timeout:g} s per pruner, the default space "
+        f"{'and recipes' if recipes else 'without recipes (sampled trials only)'}, sampler seed the same for each; "
+        "the chosen trial is the best by validation MSE.",
         "",
         "| pruner | seconds | complete | pruned | failed | chosen family (recipe) | val MSE | test MSE | load after |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -79,15 +80,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pruners", default=",".join(PRUNERS))
     parser.add_argument("--smoke", action="store_true", help="a few batches per epoch: checks the script only")
+    parser.add_argument("--no-recipes", action="store_true",
+                        help="sampled trials only: on a short budget the recipes, which every pruner runs alike, "
+                        "would take most of it")  # fmt: skip
     args = parser.parse_args()
     rows = [
-        sweep(p, args.timeout, args.trials, args.seed, SMOKE if args.smoke else []) for p in args.pruners.split(",")
+        sweep(
+            p, args.timeout, args.trials, args.seed, (SMOKE if args.smoke else []) + ["--no-recipes"] * args.no_recipes
+        )
+        for p in args.pruners.split(",")
     ]
     name = "sweep_pruners_smoke" if args.smoke else "sweep_pruners"
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps({"timeout": args.timeout, "rows": rows}, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown(rows, args.timeout, args.smoke))
-    print(markdown(rows, args.timeout, args.smoke))
+    (RESULTS / f"{name}.json").write_text(
+        json.dumps({"timeout": args.timeout, "recipes": not args.no_recipes, "rows": rows}, indent=2) + "\n"
+    )
+    (RESULTS / f"{name}.md").write_text(markdown(rows, args.timeout, args.smoke, not args.no_recipes))
+    print(markdown(rows, args.timeout, args.smoke, not args.no_recipes))
 
 
 if __name__ == "__main__":
