@@ -196,6 +196,23 @@ def test_recipes_run_first_tagged_and_a_resume_does_not_queue_them_again(tmp_pat
     assert [t.user_attrs.get("recipe") for t in resumed.trials].count("dlinear") == 1
 
 
+def test_recipe_trials_report_their_scores_to_the_pruner_but_are_never_pruned(tmp_path):
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    from experiments.sweep.driver import ReportWithoutPruning, pruning_callback
+
+    plan = _plan(tmp_path, "--pruner", "halving")
+    study = optuna.create_study(pruner=make_pruner("halving"))
+    enqueue_recipes(study, SPACE, "ett", ["linear"], set(), slots=1)
+    recipe, sampled = study.ask(), study.ask()
+    assert isinstance(pruning_callback(plan, recipe), ReportWithoutPruning)
+    assert isinstance(pruning_callback(plan, sampled), PyTorchLightningPruningCallback)
+    assert pruning_callback(_plan(tmp_path, "--pruner", "none"), sampled) is None
+    trainer = SimpleNamespace(sanity_checking=False, current_epoch=0, callback_metrics={"val_mse": 9.0})
+    pruning_callback(plan, recipe).on_validation_end(trainer, None)  # a poor first epoch: reported, no TrialPruned
+    assert study.trials[recipe.number].intermediate_values == {0: 9.0}
+
+
 @pytest.mark.slow
 def test_no_recipes_starts_with_a_sampled_trial(tmp_path):
     plan = _plan(tmp_path, "--trials", "1", "--families", "linear", "--no-recipes", *TINY_ETT)
