@@ -51,7 +51,9 @@ def _all_runs(plan):
 @pytest.mark.parametrize(("data", "words"), [("sms", TINY_TEXT), ("moving-shapes", TINY_SHAPES)])
 def test_pruned_classification_trials_are_pruned_and_their_runs_finished(tmp_path, monkeypatch, data, words):
     monkeypatch.setattr(study_module, "make_pruner", lambda *args: PruneEveryTrial())
-    plan = _plan(tmp_path, data, "--trials", "2", "--families", "cnn" if data == "sms" else "rnn", *words)
+    # sampled trials only: a recipe trial is never pruned (test_sweep_budget.py)
+    plan = _plan(tmp_path, data, "--trials", "2", "--families", "cnn" if data == "sms" else "rnn", "--no-recipes",
+                 *words)  # fmt: skip
     study, _ = driver.run_sweep(plan)
     assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.PRUNED]
     runs = _trial_runs(plan)
