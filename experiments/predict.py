@@ -192,8 +192,9 @@ def forecaster(read_features: FeatureReader, future: FutureTimes = regular_spaci
         inputs, targets = read_features(paths, datamodule.options)
         windows, ends = input_windows(datamodule, inputs, paths, future_only)
         starts, size = window_starts(datamodule, module, inputs.index, ends, paths), datamodule.options.batch_size
-        scaled = torch.cat([module(windows[i : i + size].contiguous(), None if starts is None else starts[i : i + size])
-                            for i in range(0, len(windows), size)])  # fmt: skip
+        # batched over window numbers, so each batch of windows takes its own first rows along
+        scaled = batched(lambda i: module(windows[i].contiguous(), None if starts is None else starts[i]),
+                         torch.arange(len(windows)), size)  # fmt: skip
         forecasts = datamodule.inverse_transform_targets(scaled).numpy()  # [N, H, K]
         horizon = forecasts.shape[1]
         rows = (ends[:, None] + np.arange(1, horizon + 1)).reshape(-1)
