@@ -83,10 +83,11 @@ def metric_mode(name: str) -> str:
 
 
 def _names(argv: list[str], files: list[dict[str, Any]]) -> tuple[str, str]:
-    """Dataset and family from `--data X`/`--model X`, else from config files, else the defaults."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--data", dest="data")
-    pre.add_argument("--model", dest="model")
+    """Dataset and family from `--data X`/`--model X` (or their full keys `--data.name`/`--model.family`, which
+    help lists), else from config files, else the defaults: they choose which options the parser knows."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--data", "--data.name", dest="data")
+    pre.add_argument("--model", "--model.family", dest="model")
     known, _ = pre.parse_known_args(argv)
     data, model = known.data, known.model
     for content in files:

@@ -16,6 +16,22 @@ def test_cli_words_and_options_build_one_config():
     assert set(config) == {"data", "model", "task", "optim", "trainer", "seed"}
 
 
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["model.family=sparsetsf", "data.name=moving-shapes"],
+        ["--model.family", "sparsetsf", "--data.name", "moving-shapes"],
+        ["--model.family=sparsetsf", "--data.name=moving-shapes"],
+    ],
+)
+def test_the_full_keys_that_help_lists_choose_the_family_and_dataset_like_model_and_data(words):
+    # The family's and dataset's options differ (linear's decomposition is no option of sparsetsf), so the
+    # parser must be built for the ones these words name, as it is for `--model X --data Y`.
+    config = parse_run_args(words)
+    assert config["model"] == parse_run_args(["--model", "sparsetsf", "--data", "moving-shapes"])["model"]
+    assert "decomposition" not in config["model"] and config["data"]["name"] == "moving-shapes"
+
+
 def test_alias_sets_its_family_defaults():
     assert parse_run_args(["--model", "gru"])["model"]["cell"] == "gru"
 
