@@ -18,7 +18,7 @@ from experiments.sweep.budget_stop import BudgetStop
 from experiments.sweep.cli import build_plan, sweep_parser
 from experiments.sweep.driver import run_sweep
 from experiments.sweep.recipes import enqueue_recipes, recipe_params, recipe_problems, recipes_for
-from experiments.sweep.space import load_space, sample_overrides
+from experiments.sweep.space import default_families, knobs_for, load_space, sample_overrides
 from experiments.sweep.study import make_pruner
 from experiments.tracking import Tag
 
@@ -56,6 +56,25 @@ def test_every_recipe_is_a_point_of_its_space(section):
 def test_a_dataset_without_recipes_of_its_own_gets_its_tasks_generic_ones():
     assert set(recipes_for(SPACE, "ett")) == set(SPACE["recipes"]["ett"])
     assert set(recipes_for(SPACE, "stock")) == set(SPACE["recipes"]["forecast"])
+
+
+@pytest.mark.parametrize("data", ["etth2", "ettm1", "ettm2"])
+def test_every_ett_file_takes_etts_knobs_recipes_and_families(data):
+    # ETTh2 and ETTm1 are ETT files (registered as subclasses of ett's datamodule): a sweep of them searches the
+    # same lookbacks, RevIN and residual cycle, starts from the same recipes and chooses among the same families.
+    for family in SPACE["sweep_families"]["ett"]:
+        assert knobs_for(SPACE, data, family, set()) == knobs_for(SPACE, "ett", family, set())
+    assert recipes_for(SPACE, data) == recipes_for(SPACE, "ett")
+    assert default_families(SPACE, data, ("linear",)) == SPACE["sweep_families"]["ett"]
+
+
+def test_a_dataset_without_sweep_families_of_its_own_takes_its_tasks_and_a_space_file_can_set_them(tmp_path):
+    task_families = ("linear", "cnn")
+    assert default_families(SPACE, "stock", task_families) == ["linear", "cnn"]
+    path = tmp_path / "space.yaml"
+    path.write_text("sweep_families: {stock: [rnn]}\n")
+    assert default_families(load_space(path), "stock", task_families) == ["rnn"]
+    assert default_families(load_space(path), "ett", task_families) == SPACE["sweep_families"]["ett"]
 
 
 def test_recipe_problems_name_what_is_outside_the_space():

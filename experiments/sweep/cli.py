@@ -54,8 +54,9 @@ def sweep_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--families",
         default=None,
-        help="comma-separated families the study chooses among (default: linear,cnn,rnn,transformer,"
-        "cnn_rnn_transformer for forecasting; the same without linear for classification)",
+        help="comma-separated families the study chooses among (default: the space's sweep_families for the "
+        "dataset, e.g. ETT's adds segrnn,sparsetsf; else linear,cnn,rnn,transformer,cnn_rnn_transformer for "
+        "forecasting and the same without linear for classification)",
     )
     parser.add_argument(
         "--trials",
@@ -195,7 +196,7 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
     from experiments.devices import check_placement
     from experiments.plugins import explicit_modules
     from experiments.sweep.driver import SWEEP_DEFAULTS
-    from experiments.sweep.space import deep_merge, load_space, nest
+    from experiments.sweep.space import deep_merge, default_families, load_space, nest
     from experiments.sweep.study import SweepPlan, default_storage
     from lightning_modules import TASKS
     from lightning_modules.val_windows import WINDOWS_METRIC
@@ -221,8 +222,11 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
     if args.val_windows > 1 and WINDOWS_METRIC not in task.monitorable:
         raise ConfigError(f"--val-windows applies to forecasting datasets; {args.data} is a {dataset_class(args.data).task} "
                           "dataset: drop --val-windows")  # fmt: skip
+    space = load_space(args.space)
     families = (
-        [f.strip() for f in args.families.split(",") if f.strip()] if args.families else list(task.sweep_families)
+        [f.strip() for f in args.families.split(",") if f.strip()]
+        if args.families
+        else default_families(space, args.data, task.sweep_families)
     )
     fixed = _overrides(args.overrides)
     if args.val_windows > 1:
@@ -245,7 +249,7 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
         pruner=args.pruner,
         metric=metric,
         base=base,
-        space=load_space(args.space),
+        space=space,
         fixed=sorted(fixed),
         seed=args.seed,
         heartbeat=args.heartbeat,

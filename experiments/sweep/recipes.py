@@ -5,17 +5,16 @@ from typing import Any
 
 import optuna
 
-from datamodules import dataset_class
-from experiments.sweep.space import Space, contains, family_paths, knobs_for, param_name
+from experiments.sweep.space import Space, contains, dataset_entry, family_paths, knobs_for, param_name
 
 RECIPE_ATTR = "recipe"  # the trial user attribute (and, as stw.recipe, the run tag) naming a trial's recipe
 
 
 def recipes_for(space: Space, data: str) -> dict[str, dict[str, Any]]:
-    """The dataset's own recipes or, for a dataset that has none, the generic ones of its task (`forecast`,
-    `classify`): a short sweep spends its first trials on the recipes that fit the data best."""
-    section = space.get("recipes", {}) or {}
-    return dict(section.get(data) or section.get(dataset_class(data).task) or {})
+    """The dataset's own recipes, else those of the dataset it derives from (ETT's for every ETT file), else the
+    generic ones of its task (`forecast`, `classify`): a short sweep spends its first trials on the recipes that
+    fit the data best."""
+    return dict(dataset_entry(space, "recipes", data) or {})
 
 
 def recipe_problems(space: Space, data: str, recipe: dict[str, Any], complete: bool = False) -> list[str]:

@@ -7,6 +7,7 @@ from typing import Any
 import optuna
 import yaml
 
+from datamodules import DATASETS, dataset_class
 from datamodules.errors import ConfigError
 
 DEFAULT_SPACE = Path(__file__).parent / "search_space.yaml"
@@ -20,13 +21,36 @@ def load_space(path: Path | None = None) -> Space:
         return space
     user = yaml.safe_load(Path(path).read_text()) or {}
     if user.pop("replace", False):
-        return {"shared": {}, "datasets": {}, "families": {}, "recipes": {}, **user}
+        return {"shared": {}, "datasets": {}, "families": {}, "recipes": {}, "sweep_families": {}, **user}
     merged = deepcopy(space)
     merged["shared"].update(user.get("shared", {}))
+    merged.setdefault("sweep_families", {}).update(user.get("sweep_families", {}))
     for section in ("datasets", "families", "recipes"):
         for name, entries in user.get(section, {}).items():
             merged[section].setdefault(name, {}).update(entries)
     return merged
+
+
+def section_names(data: str) -> list[str]:
+    """The names a dataset's entries in a section of the space may be filed under, most specific first: its own,
+    then those of the registered datasets it derives from (ETTh2 and ETTm1 are ETT files: they take `ett`'s
+    knobs and recipes), then its task's (`forecast`, `classify`)."""
+    cls = dataset_class(data)
+    names = {klass: name for name, klass in reversed(DATASETS.items())}  # a class's first registered name
+    derived = [names[base] for base in cls.__mro__ if base in names]
+    return list(dict.fromkeys([data, *derived, cls.task]))
+
+
+def dataset_entry(space: Space, section: str, data: str) -> Any:
+    """The first entry of `section` (datasets, recipes, sweep_families) filed under one of section_names(data)."""
+    entries = space.get(section) or {}
+    return next((entries[name] for name in section_names(data) if entries.get(name)), None)
+
+
+def default_families(space: Space, data: str, task_families: tuple[str, ...]) -> list[str]:
+    """The families a sweep of `data` chooses among when --families is not given: the space's `sweep_families`
+    entry for it, else its task's."""
+    return list(dataset_entry(space, "sweep_families", data) or task_families)
 
 
 def knobs_for(space: Space, data: str, family: str, fixed: set[str]) -> dict[str, dict[str, Any]]:
@@ -35,7 +59,7 @@ def knobs_for(space: Space, data: str, family: str, fixed: set[str]) -> dict[str
     Later layers win: shared, the dataset's, the family's, then the dataset's own entry for that family
     (`datasets.sms.families.transformer`), for knobs whose sensible range depends on the data.
     """
-    dataset = dict(space.get("datasets", {}).get(data, {}))
+    dataset = dict(dataset_entry(space, "datasets", data) or {})
     per_family = dataset.pop("families", {})
     knobs = {
         **space.get("shared", {}),
@@ -62,7 +86,7 @@ def suggest(trial: optuna.Trial, name: str, dist: dict[str, Any]) -> Any:
 
 def family_paths(space: Space, data: str, family: str) -> set[str]:
     """The config paths that are conditional on `family` (their Optuna names carry the family)."""
-    dataset_families = space.get("datasets", {}).get(data, {}).get("families", {})
+    dataset_families = (dataset_entry(space, "datasets", data) or {}).get("families", {})
     return set(space.get("families", {}).get(family, {})) | set(dataset_families.get(family, {}))
 
 
