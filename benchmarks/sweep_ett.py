@@ -7,6 +7,10 @@
   pruning  the same 20-trial budget with --pruner median and --pruner none: wall-time ratio (target <= 0.6)
            and best val MSE gap (target within 2%).
   workers  a fixed 16-trial sweep with 1 and with 2 worker processes: wall-time ratio (target <= 0.65).
+  selection  the selection rules on the same trials: for each of 3 seeds, one 10-trial sweep chosen by val MSE
+           (then --confirm 3 --seeds 2 on it) and one chosen by --val-windows 4; the random sampler and no pruner
+           give both sweeps of a seed the same configurations, so only the rule differs. The test MSE of each
+           rule's choice, and the best test MSE among the trials for reference (never used to choose).
 
     python benchmarks/sweep_ett.py --part all
 Writes benchmarks/results/sweep_ett.json and .md (parts not run keep their previous figures).
@@ -126,6 +130,31 @@ def part_workers(stamp: str, storage: Path) -> dict:
     return {"one": one, "two": two, "time_ratio": two["seconds"] / one["seconds"]}
 
 
+SELECTION = ["--trials", "10", "--sampler", "random", "--pruner", "none", "--no-recipes", "--families",
+             "linear,mlp,cnn", "data.horizon=96"]  # fmt: skip
+
+
+def part_selection(stamp: str, storage: Path) -> dict:
+    seeds = []
+    for seed in (0, 1, 2):
+        common = [*SELECTION, "--seed", str(seed)]
+        plain, plan, _ = run(f"bench-select-val-{seed}-{stamp}", [*common, "--confirm", "3", "--seeds", "2"], storage)
+        windows, _, _ = run(f"bench-select-windows-{seed}-{stamp}", [*common, "--val-windows", "4"], storage)
+        parent = MlflowClient(plan.tracking_uri).get_run(plan.parent_run_id).data.metrics
+        done = [t for t in plain.trials if t.user_attrs.get("test_mse") is not None]
+        seeds.append({
+            "seed": seed,
+            "same_configurations": [t.params for t in plain.trials] == [t.params for t in windows.trials],
+            "val_mse": plain.best_trial.user_attrs["test_mse"],
+            "confirm": parent.get("chosen_test_mse_mean"),
+            "val_windows": windows.best_trial.user_attrs["test_mse"],
+            "best_test_among_trials": min(t.user_attrs["test_mse"] for t in done),
+        })  # fmt: skip
+        print(json.dumps(seeds[-1]), flush=True)
+    rules = ("val_mse", "confirm", "val_windows", "best_test_among_trials")
+    return {"seeds": seeds, "mean": {rule: sum(s[rule] for s in seeds) / len(seeds) for rule in rules}}
+
+
 def met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
@@ -190,6 +219,22 @@ def markdown(results: dict) -> str:
             f"ratio {workers['time_ratio']:.2f} (target <= 0.65)",
             "",
         ]
+    if selection := results.get("selection"):
+        names = {"val_mse": "val MSE (default)", "confirm": "--confirm 3 --seeds 2 (mean of 3 seeds)",
+                 "val_windows": "--val-windows 4", "best_test_among_trials": "best test among the trials (reference)"}  # fmt: skip
+        lines += [
+            "## Selection rules (3 seeds x 10 random linear/mlp/cnn trials, no pruner, no recipes)",
+            "",
+            "Test MSE of the trial each rule chooses (both sweeps of a seed ran the same configurations: "
+            + ", ".join(str(s["same_configurations"]) for s in selection["seeds"])
+            + ").",
+            "",
+            "| rule | " + " | ".join(f"seed {s['seed']}" for s in selection["seeds"]) + " | mean |",
+            "|---|" + "---|" * (len(selection["seeds"]) + 1),
+        ]
+        lines += [f"| {name} | " + " | ".join(fmt(s[rule]) for s in selection["seeds"])
+                  + f" | {fmt(selection['mean'][rule])} |" for rule, name in names.items()]  # fmt: skip
+        lines.append("")
     if earlier := results.get("earlier"):
         lines += ["## Earlier measurements (same script, replaced above)", ""]
         lines += [
@@ -203,7 +248,7 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["best", "pruning", "workers", "all"], default="all")
+    parser.add_argument("--part", choices=["best", "pruning", "workers", "selection", "all"], default="all")
     parser.add_argument(
         "--trials", type=int, default=None, help="trial budget of the 'best' part (default: none, the timeout ends it)"
     )
@@ -219,6 +264,7 @@ def main() -> None:
         "best": lambda: part_best(stamp, storage, args.trials, args.timeout),
         "pruning": lambda: part_pruning(stamp, storage),
         "workers": lambda: part_workers(stamp, storage),
+        "selection": lambda: part_selection(stamp, storage),
     }
     for name in parts if args.part == "all" else [args.part]:
         if name in results:  # earlier measurements stay on record

@@ -53,7 +53,8 @@ class RevIN(nn.Module):
         return y * std + mean
 
 
-def check_targets(spec: ForecastSpec, revin: bool, channel_independent: bool, cycle_len: int = 0) -> None:
+def check_targets(spec: ForecastSpec, revin: bool, channel_independent: bool, cycle_len: int = 0,
+                  highway: bool = False) -> None:  # fmt: skip
     """Reject option combinations that cannot forecast the targets, saying which option to change."""
     n_inputs, n_targets, target_index = spec.n_inputs, spec.n_targets, spec.target_index
     in_range = target_index is not None and all(0 <= i < n_inputs for i in target_index)
@@ -72,6 +73,11 @@ def check_targets(spec: ForecastSpec, revin: bool, channel_independent: bool, cy
             "task.cycle_len adds the target channels' learnt cycle back onto the forecast, so it needs target_index "
             "(the targets' positions among the inputs); set task.cycle_len=0 for targets that are not inputs"
         )
+    if highway and target_index is None:
+        raise ConfigError(
+            "task.highway maps each target channel's own lookback onto its forecast, so it needs target_index "
+            "(the targets' positions among the inputs); set task.highway=false for targets that are not inputs"
+        )
     if channel_independent and (target_index is None or list(target_index) != list(range(n_inputs))):
         raise ConfigError(
             f"channel_independent forecasts every input channel from its own past, so the targets must be "
@@ -83,6 +89,22 @@ def check_targets(spec: ForecastSpec, revin: bool, channel_independent: bool, cy
 def one_channel(spec: ForecastSpec) -> ForecastSpec:
     """What a channel-independent model's stem and head see: each channel alone, a series forecasting itself."""
     return replace(spec, input_names=["channel"], target_names=["channel"], target_index=[0])
+
+
+class Highway(nn.Module):
+    """LSTNet's highway (Lai et al. 2018): one Linear(L, H) shared by the target channels maps each one's own
+    lookback straight onto its forecast, beside the network. Without it a deep encoder's forecast reaches the
+    input values only through a pooled summary of the window, while one linear map alone is among the strongest
+    ETTh1 forecasters (RLinear)."""
+
+    def __init__(self, lookback: int, horizon: int, target_index: list[int]) -> None:
+        super().__init__()
+        self.register_buffer("target_index", torch.tensor(target_index), persistent=False)
+        self.linear = nn.Linear(lookback, horizon)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x [B, L, C] -> [B, H, K]"""
+        return self.linear(x[..., self.target_index].transpose(1, 2)).transpose(1, 2)
 
 
 class Forecaster(TaskModel):
@@ -105,6 +127,7 @@ class Forecaster(TaskModel):
         cycle_len: learn a cycle of this many steps per input channel, take it out of the (normalised) input and
             put it back on the forecast (CycleNet's RCF, lightning_modules/residual_cycle.py); 0 is off. Needs
             each window's first row in forward's `start`.
+        highway: add a linear map of each target channel's own (normalised) lookback to the forecast (Highway).
     """
 
     def __init__(
@@ -120,8 +143,9 @@ class Forecaster(TaskModel):
         head: TemporalPooling = "flatten",
         stem_options: Any | dict[str, Any] | None = None,
         cycle_len: int = 0,
+        highway: bool = False,
     ) -> None:
-        check_targets(spec, revin, channel_independent, cycle_len)
+        check_targets(spec, revin, channel_independent, cycle_len, highway)
         super().__init__(
             "forecast",
             family,
@@ -136,6 +160,7 @@ class Forecaster(TaskModel):
         self.channel_independent = channel_independent
         self.revin = RevIN(spec.n_inputs, spec.target_index, revin_affine) if revin else None
         self.cycle = ResidualCycle(cycle_len, spec.n_inputs, spec.target_index) if cycle_len else None
+        self.highway = Highway(spec.lookback, spec.horizon, spec.target_index) if highway else None
 
     def forward(self, x: Tensor, start: Tensor | None = None) -> Tensor:
         batch, lookback, channels = x.shape
@@ -145,11 +170,14 @@ class Forecaster(TaskModel):
             x, stats = self.revin.normalise(x)
         if self.cycle is not None:  # per input channel, so before channels are flattened into the batch
             x = self.cycle.remove(x, start)
+        direct = self.highway(x) if self.highway is not None else None
         if self.channel_independent:
             x = x.transpose(1, 2).reshape(batch * channels, lookback, 1)
         y = super().forward(x)
         if self.channel_independent:
             y = y.view(batch, channels, -1).transpose(1, 2)
+        if direct is not None:
+            y = y + direct
         if self.cycle is not None:
             y = self.cycle.restore(y, start, lookback)
         if self.revin is not None:

@@ -66,6 +66,9 @@ class ForecastTask:
             data) per input channel, subtract it from the (RevIN-normalised) input and add it back to the forecast,
             so the encoder forecasts the residual; each window's phase is its first row's number in the series.
             0 is off.
+        highway: add LSTNet's highway, a linear map of each target channel's own lookback (after RevIN and the
+            cycle), to the network's forecast: a direct path from the input values to the forecast for deep
+            encoders whose head reads a pooled summary.
         stem_dim: project each time step's values to this width before the encoder; null keeps the raw values.
         head: how the linear forecasting head pools the encoder's steps: flatten (every step, time-major), or one
             summary vector: last, mean, max or attention (far fewer weights for long unpatched sequences).
@@ -84,6 +87,7 @@ class ForecastTask:
     revin: bool = False
     channel_independent: bool = False
     cycle_len: int = 0
+    highway: bool = False
     stem_dim: int | None = None
     head: TemporalPooling = "flatten"
     input_noise: float = 0.0
@@ -247,6 +251,7 @@ class ForecastingModule(pl.LightningModule):
             head=task.head,
             stem_options=config.get("stem"),
             cycle_len=task.cycle_len,
+            highway=task.highway,
         )
         self.loss_fn = {"mse": nn.MSELoss(), "mae": nn.L1Loss(), "huber": nn.HuberLoss(delta=task.huber_delta)}[
             task.loss

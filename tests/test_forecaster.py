@@ -188,6 +188,31 @@ def test_channel_independent_forecasts_use_only_their_own_channel(family: str) -
 
 
 @pytest.mark.parametrize(
+    "targets, options",
+    [([2, 0], {}), ([2, 0], {"revin": True}), ([0, 1, 2], {"channel_independent": True, "revin": True})],
+)
+def test_the_highway_adds_one_linear_map_of_each_targets_own_lookback_to_the_forecast(targets, options) -> None:
+    model = make("cnn_rnn_transformer", n_inputs=3, targets=targets, **options).eval()
+    assert model.highway is None
+    with_highway = make("cnn_rnn_transformer", n_inputs=3, targets=targets, highway=True, **options).eval()
+    x = torch.randn(4, 24, 3) * 2 + 5
+    direct = with_highway.highway.linear
+    assert (direct.in_features, direct.out_features) == (24, 4)
+    with torch.no_grad():
+        without = with_highway(x)
+        direct.weight.zero_()
+        direct.bias.fill_(1.0)  # one scaled unit on every target and step, whatever the input
+        shifted = with_highway(x)
+    assert without.shape == (4, 4, len(targets))
+    # RevIN scales the forecast back: one normalised unit is each target channel's own std in the window.
+    unit = x.std(dim=1, unbiased=False)[:, None, targets] if options.get("revin") else 1.0
+    with torch.no_grad():
+        expected = model(x) + unit  # the same network weights (seed 0), without the highway
+    torch.testing.assert_close(shifted, expected, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(without, shifted)
+
+
+@pytest.mark.parametrize(
     "spec, options, message",
     [
         (series(3, 10, 2, targets=1), {"revin": True}, "revin .* needs target_index"),
@@ -196,6 +221,7 @@ def test_channel_independent_forecasts_use_only_their_own_channel(family: str) -
         (series(3, 10, 2, targets=3), {"channel_independent": True}, "targets must be exactly the inputs"),
         (replace(series(3, 10, 2, [0]), target_names=["y0", "y1"]), {}, "must list 2 target positions"),
         (series(3, 10, 2, [3]), {}, r"among the 3 inputs \(0..2\)"),
+        (series(3, 10, 2, targets=1), {"highway": True}, "highway .* needs target_index"),
     ],
 )
 def test_invalid_target_options_are_refused_with_the_reason(spec: ForecastSpec, options: dict, message: str) -> None:
