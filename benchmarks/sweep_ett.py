@@ -7,8 +7,9 @@
   pruning  the same 20-trial budget with --pruner median and --pruner none: wall-time ratio (target <= 0.6)
            and best val MSE gap (target within 2%).
   workers  a fixed 16-trial sweep with 1 and with 2 worker processes: wall-time ratio (target <= 0.65).
-  selection  the selection rules on the same trials: for each of 3 seeds, one 10-trial linear sweep chosen by val MSE
-           (then --confirm 3 --seeds 2 on it) and one chosen by --val-windows 4; the random sampler and no pruner
+  selection  the selection rules on the same trials: for each seed (--selection-seeds, default 3), one 10-trial
+           linear sweep chosen by val MSE (then --confirm 3 --seeds 2 on it) and one chosen by --val-windows 4
+           (a linear trial took 40-270 s on 2 busy cores); the random sampler and no pruner
            give both sweeps of a seed the same configurations, so only the rule differs. The test MSE of each
            rule's choice, and the best test MSE among the trials for reference (never used to choose).
 
@@ -136,9 +137,9 @@ SELECTION = ["--trials", "10", "--sampler", "random", "--pruner", "none", "--no-
              "data.horizon=96"]  # fmt: skip
 
 
-def part_selection(stamp: str, storage: Path) -> dict:
+def part_selection(stamp: str, storage: Path, n_seeds: int) -> dict:
     seeds = []
-    for seed in (0, 1, 2):
+    for seed in range(n_seeds):
         common = [*SELECTION, "--seed", str(seed)]
         plain, plan, _ = run(f"bench-select-val-{seed}-{stamp}", [*common, "--confirm", "3", "--seeds", "2"], storage)
         windows, _, _ = run(f"bench-select-windows-{seed}-{stamp}", [*common, "--val-windows", "4"], storage)
@@ -225,7 +226,7 @@ def markdown(results: dict) -> str:
         names = {"val_mse": "val MSE (default)", "confirm": "--confirm 3 --seeds 2 (mean of 3 seeds)",
                  "val_windows": "--val-windows 4", "best_test_among_trials": "best test among the trials (reference)"}  # fmt: skip
         lines += [
-            "## Selection rules (3 seeds x 10 random linear trials, no pruner, no recipes)",
+            f"## Selection rules ({len(selection['seeds'])} seed(s) x 10 random linear trials, no pruner, no recipes)",
             "",
             "Test MSE of the trial each rule chooses (both sweeps of a seed ran the same configurations: "
             + ", ".join(str(s["same_configurations"]) for s in selection["seeds"])
@@ -255,6 +256,7 @@ def main() -> None:
         "--trials", type=int, default=None, help="trial budget of the 'best' part (default: none, the timeout ends it)"
     )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for the 'best' part")
+    parser.add_argument("--selection-seeds", type=int, default=3, help="sampler seeds of the 'selection' part")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -266,7 +268,7 @@ def main() -> None:
         "best": lambda: part_best(stamp, storage, args.trials, args.timeout),
         "pruning": lambda: part_pruning(stamp, storage),
         "workers": lambda: part_workers(stamp, storage),
-        "selection": lambda: part_selection(stamp, storage),
+        "selection": lambda: part_selection(stamp, storage, args.selection_seeds),
     }
     for name in parts if args.part == "all" else [args.part]:
         if name in results:  # earlier measurements stay on record
