@@ -7,7 +7,7 @@
   pruning  the same 20-trial budget with --pruner median and --pruner none: wall-time ratio (target <= 0.6)
            and best val MSE gap (target within 2%).
   workers  a fixed 16-trial sweep with 1 and with 2 worker processes: wall-time ratio (target <= 0.65).
-  selection  the selection rules on the same trials: for each seed (--selection-seeds, default 3), one 10-trial
+  selection  the selection rules on the same trials: for each seed (--selection-seeds, default 0,1,2), one 10-trial
            linear sweep chosen by val MSE (then --confirm 3 --seeds 2 on it) and one chosen by --val-windows 4
            (a linear trial took 40-270 s on 2 busy cores); the random sampler and no pruner
            give both sweeps of a seed the same configurations, so only the rule differs. The test MSE of each
@@ -137,9 +137,10 @@ SELECTION = ["--trials", "10", "--sampler", "random", "--pruner", "none", "--no-
              "data.horizon=96"]  # fmt: skip
 
 
-def part_selection(stamp: str, storage: Path, n_seeds: int) -> dict:
-    seeds = []
-    for seed in range(n_seeds):
+def part_selection(stamp: str, storage: Path, seed_list: list[int], earlier: dict | None) -> dict:
+    """The seeds in seed_list are run; those measured before (same script) and not run again are kept."""
+    seeds = [row for row in (earlier or {}).get("seeds", []) if row["seed"] not in seed_list]
+    for seed in seed_list:
         common = [*SELECTION, "--seed", str(seed)]
         plain, plan, _ = run(f"bench-select-val-{seed}-{stamp}", [*common, "--confirm", "3", "--seeds", "2"], storage)
         windows, _, _ = run(f"bench-select-windows-{seed}-{stamp}", [*common, "--val-windows", "4"], storage)
@@ -154,6 +155,7 @@ def part_selection(stamp: str, storage: Path, n_seeds: int) -> dict:
             "best_test_among_trials": min(t.user_attrs["test_mse"] for t in done),
         })  # fmt: skip
         print(json.dumps(seeds[-1]), flush=True)
+    seeds.sort(key=lambda row: row["seed"])
     rules = ("val_mse", "confirm", "val_windows", "best_test_among_trials")
     return {"seeds": seeds, "mean": {rule: sum(s[rule] for s in seeds) / len(seeds) for rule in rules}}
 
@@ -256,7 +258,11 @@ def main() -> None:
         "--trials", type=int, default=None, help="trial budget of the 'best' part (default: none, the timeout ends it)"
     )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for the 'best' part")
-    parser.add_argument("--selection-seeds", type=int, default=3, help="sampler seeds of the 'selection' part")
+    parser.add_argument(
+        "--selection-seeds",
+        default="0,1,2",
+        help="comma-separated sampler seeds the 'selection' part runs (seeds measured before and not named are kept)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -268,7 +274,9 @@ def main() -> None:
         "best": lambda: part_best(stamp, storage, args.trials, args.timeout),
         "pruning": lambda: part_pruning(stamp, storage),
         "workers": lambda: part_workers(stamp, storage),
-        "selection": lambda: part_selection(stamp, storage, args.selection_seeds),
+        "selection": lambda: part_selection(
+            stamp, storage, [int(seed) for seed in args.selection_seeds.split(",")], results.get("selection")
+        ),
     }
     for name in parts if args.part == "all" else [args.part]:
         if name in results:  # earlier measurements stay on record
