@@ -5,8 +5,9 @@
 
 "before" is the plain chain (model.residual false), "after" the residual chain (the default since it measured
 better on validation), "highway" the residual chain with task.highway (a linear map of each channel's lookback
-added to the forecast, as in LSTNet); everything else is the same run. Moving-shapes is benchmarks/video.py's part at its size and epochs; ETTh1 is H = 96 with a short,
-fixed epoch budget that fits a loaded 2-core CPU, judged on validation (test shown beside it).
+added to the forecast, as in LSTNet, ETTh1 only); everything else is the same run. Moving-shapes is
+benchmarks/video.py's part at its size and epochs; ETTh1 is H = 96 with a short, fixed epoch budget that fits a
+loaded 2-core CPU, judged on validation (test shown beside it).
 Writes benchmarks/results/seed_pipeline.json and .md, replacing only the rows it ran. Runs are
 tracked like any other (default ./mlruns).
 """
