@@ -13,7 +13,7 @@ from datamodules.errors import ConfigError, RunError
 from experiments import tracking
 from experiments.cli import main
 from experiments.config import parse_run_args
-from experiments.ensemble import check_same_data, load_ensemble
+from experiments.ensemble import assemble, check_same_data, load_ensemble, load_members, log_ensemble
 from experiments.logged_run import fetch_run
 from experiments.sweep.cli import build_plan, sweep_parser
 from experiments.sweep.driver import run_sweep
@@ -206,10 +206,14 @@ def test_a_classification_ensemble_averages_class_probabilities(sms_runs, store,
     assert (ensemble["label"] == np.where(ensemble.prob_spam > ensemble.prob_ham, "spam", "ham")).all()
 
 
-def test_stw_sweep_ensemble_leaves_the_top_trials_ensemble_under_the_parent(store, tmp_path, capsys):
-    words = ["--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--tracking-uri", store, "--study", "ens",
-             "--trials", "3", "--families", "linear", "--pruner", "none", "--ensemble", "2", "--quiet",
-             "data.horizon=24", "trainer.limit_test_batches=2", *TINY]  # fmt: skip
+def _sweep_words(tmp_path: Path, store: str, study: str, *words: str) -> list[str]:
+    return ["--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--tracking-uri", store, "--study", study,
+            "--trials", "3", "--families", "linear", "--pruner", "none", "--quiet", *words,
+            "data.horizon=24", "trainer.limit_test_batches=2", *TINY]  # fmt: skip
+
+
+def test_stw_sweep_ensemble_pick_top_leaves_the_top_trials_ensemble_under_the_parent(store, tmp_path):
+    words = _sweep_words(tmp_path, store, "ens", "--ensemble", "2", "--ensemble-pick", "top")
     plan = build_plan(sweep_parser().parse_args(words))
     study, parent = run_sweep(plan)
     client = MlflowClient(plan.tracking_uri)
@@ -222,7 +226,23 @@ def test_stw_sweep_ensemble_leaves_the_top_trials_ensemble_under_the_parent(stor
     from experiments.sweep.report import ensemble_text
 
     text = ensemble_text(study, plan)
-    assert f"best trial #{ranked[0].number}" in text and "ensemble of the top 2" in text and "test_mse" in text
+    assert f"best trial #{ranked[0].number}" in text and "the top 2 by val_mse" in text and "test_mse" in text
+
+
+def test_stw_sweep_ensemble_picks_greedily_by_default_the_partner_that_makes_the_best_validation_mean(store, tmp_path):
+    plan = build_plan(sweep_parser().parse_args(_sweep_words(tmp_path, store, "greedy", "--ensemble", "2")))
+    assert plan.ensemble_pick == "greedy"
+    study, parent = run_sweep(plan)
+    client = MlflowClient(plan.tracking_uri)
+    ensemble = client.get_run(client.get_run(parent).data.tags["stw.ensemble_run_id"])
+    best, *others = [trial.user_attrs["mlflow_run_id"] for trial in sorted(study.trials, key=lambda t: t.value)]
+    first, partner = ensemble.data.tags["stw.ensemble_members"].split(",")
+    assert first == best and partner in others
+    # Every pair the greedy step weighed, scored as `stw ensemble` scores it: the one picked is the best of them.
+    pairs = {other: log_ensemble(assemble(load_members([best, other], store)), store).metrics["val_mse"]
+             for other in others}  # fmt: skip
+    assert ensemble.data.metrics["val_mse"] == pytest.approx(min(pairs.values()), rel=1e-6)
+    assert pairs[partner] == pytest.approx(min(pairs.values()), rel=1e-6)
 
 
 def test_an_ensemble_refuses_data_that_is_not_its_members(ett_runs, store):

@@ -153,8 +153,12 @@ def sweep_parser() -> argparse.ArgumentParser:
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
     )
     parser.add_argument("--ensemble", type=int, default=0, metavar="K",
-                        help="after the sweep, average the top K completed trials by the validation metric as an "
-                        "ensemble run nested under the sweep's parent, reported beside the best trial")  # fmt: skip
+                        help="after the sweep, average up to K completed trials as an ensemble run nested under the "
+                        "sweep's parent, reported beside the best trial; --ensemble-pick says which")  # fmt: skip
+    parser.add_argument("--ensemble-pick", choices=("greedy", "top"), default="greedy",
+                        help="greedy (default): from the best trial, add one at a time the trial whose joining most "
+                        "improves the mean's validation score, stopping at K or when none does (a weaker model "
+                        "whose errors differ can join); top: the K best trials by the validation metric")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="fixed config values for every trial")
     return parser
@@ -257,6 +261,7 @@ def build_plan(args: argparse.Namespace) -> "SweepPlan":
         quiet=args.quiet,
         max_failures=args.max_failures or (TIMED_SWEEP_MAX_FAILURES if math.isinf(trials) else max(3, trials)),
         ensemble=args.ensemble,
+        ensemble_pick=args.ensemble_pick,
         trial_timeout=args.trial_timeout or default_trial_timeout(args.timeout, args.workers, trials),
         recipes=args.recipes,
         plugins=explicit_modules(),

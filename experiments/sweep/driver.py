@@ -327,24 +327,31 @@ def run_sweep(plan: SweepPlan) -> tuple[optuna.Study, str]:
             confirm(client, plan, open_study(plan))
         report_sweep(client, plan, open_study(plan))
         if plan.ensemble:
-            ensemble_top_trials(client, plan, open_study(plan))
+            ensemble_trials(client, plan, open_study(plan))
     return open_study(plan), plan.parent_run_id
 
 
-def ensemble_top_trials(client: MlflowClient, plan: SweepPlan, study: optuna.Study) -> None:
-    """The top `plan.ensemble` completed trials by the validation objective (never a test score) averaged as an
-    ensemble run nested under the parent; the parent records its run ID and scores as ensemble_<metric>."""
+def ensemble_trials(client: MlflowClient, plan: SweepPlan, study: optuna.Study) -> None:
+    """Up to `plan.ensemble` completed trials, picked on the validation objective (never a test score; see
+    experiments/ensemble_selection.py), averaged as an ensemble run nested under the parent; the parent records
+    its run ID and scores as ensemble_<metric>."""
     from experiments.ensemble import assemble, load_members, log_ensemble
+    from experiments.ensemble_selection import pick_members
 
+    maximize = study.direction.name == "MAXIMIZE"
     ranked = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda trial: trial.value,
-                    reverse=study.direction.name == "MAXIMIZE")  # fmt: skip
+                    reverse=maximize)  # fmt: skip
     run_ids = [trial.user_attrs["mlflow_run_id"] for trial in ranked if "mlflow_run_id" in trial.user_attrs]
     if len(run_ids) < 2:
         print(f"no ensemble: --ensemble {plan.ensemble} needs two completed trials, the study has {len(run_ids)}",
               file=sys.stderr)  # fmt: skip
         return
+    root = plan.base["data"].get("root")
     try:
-        ensemble = assemble(load_members(run_ids[: plan.ensemble], plan.tracking_uri), plan.base["data"].get("root"))
+        # Greedy picks read every candidate's checkpoint; the best 20 by validation bound that cost.
+        candidates = load_members(run_ids[: plan.ensemble if plan.ensemble_pick == "top" else 20], plan.tracking_uri)
+        members = pick_members(candidates, plan.ensemble, plan.ensemble_pick, plan.metric, maximize, root, plan.quiet)
+        ensemble = assemble(members, root)
         result = log_ensemble(ensemble, plan.tracking_uri, parent_run_id=plan.parent_run_id,
                               tags={Tag.STUDY: plan.study}, quiet=plan.quiet)  # fmt: skip
     except RunError as error:  # e.g. a space that varies the horizon: the trials stand, without an ensemble

@@ -152,16 +152,19 @@ def summary_text(study: optuna.Study, plan: Any, ui_command: str) -> str:
 
 
 def ensemble_text(study: optuna.Study, plan: Any) -> str:
-    """The ensemble of the top trials beside the best single trial: the validation objective both were chosen by,
-    then the matching test score."""
+    """The ensemble beside the best single trial: the validation objective both were chosen by, then the matching
+    test score, and which trials it averages."""
     ensemble = MlflowClient(plan.tracking_uri).get_run(plan.ensemble_run_id).data
     best = study.best_trial
     test_metric = plan.metric.replace("val_", "test_", 1)
     members = ensemble.tags.get(Tag.ENSEMBLE_MEMBERS, "").split(",")
     rows = [
         [f"best trial #{best.number}", best.value, best.user_attrs.get(test_metric)],
-        [f"ensemble of the top {len(members)}", ensemble.metrics.get(plan.metric), ensemble.metrics.get(test_metric)],
+        [f"ensemble of {len(members)} trials", ensemble.metrics.get(plan.metric), ensemble.metrics.get(test_metric)],
     ]
     table = pd.DataFrame(rows, columns=["model", plan.metric, test_metric])
-    return (f"\nensemble run {plan.ensemble_run_id} (the top {len(members)} trials by {plan.metric}):\n"
+    numbers = {trial.user_attrs.get("mlflow_run_id"): trial.number for trial in study.trials}
+    picked = ", ".join(f"#{numbers[run_id]}" if run_id in numbers else run_id for run_id in members)
+    how = {"greedy": f"picked greedily by the mean's {plan.metric}", "top": f"the top {len(members)} by {plan.metric}"}
+    return (f"\nensemble run {plan.ensemble_run_id} (trials {picked}: {how[plan.ensemble_pick]}):\n"
             + table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))  # fmt: skip

@@ -56,7 +56,8 @@ class SweepPlan:
     seeds: int = 2
     first_trial: int = 0  # number of the first trial this sweep (not an earlier run of the study) started
     parent_run_id: str = ""
-    ensemble: int = 0  # after the sweep, average the top K trials by the validation metric (0: no ensemble)
+    ensemble: int = 0  # after the sweep, average up to K trials chosen on validation (0: no ensemble)
+    ensemble_pick: str = "greedy"  # how they are chosen (experiments/ensemble_selection.py)
     ensemble_run_id: str = ""
     extra_tags: dict[str, str] = field(default_factory=dict)
     plugins: list[str] = field(default_factory=list)  # --plugin/$STW_PLUGINS modules, imported again by each worker
