@@ -169,7 +169,7 @@ def test_the_closing_reserve_is_a_prior_until_closings_are_measured_then_the_slo
     assert closing_reserve(1800) == 90  # 5% of the budget
     assert closing_reserve(120) == 20  # the floor
     assert closing_reserve(40) == 10  # never more than a quarter of the budget
-    assert closing_reserve(1800, [2.0, 3.0], tail=4.0) == 1.5 * 3.0 + 4.0
+    assert closing_reserve(1800, [2.0, 3.0], tail=4.0) == 1.25 * 3.0 + 4.0
     assert closing_reserve(120, [30.0]) == 30  # a slow closing measured, capped at a quarter
 
 

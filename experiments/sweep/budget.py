@@ -9,14 +9,15 @@ from collections.abc import Sequence
 # sweep have closed, the reserve is the slowest closing measured (a cut trial's last validation, its test and its
 # logging) with a margin for one that runs slower; before that, a prior: 5% of the budget, at least 20 s (closing
 # took 10-20 s on a busy 2-core machine). Never more than a quarter of the budget. A fixed 20 s made a 120 s sweep
-# end 11% early where closing took 2-4 s (benchmarks/sweep_budget.py).
-CLOSING_MARGIN = 1.5
+# end 11% early where closing took 2-4 s (benchmarks/sweep_budget.py); a margin of 1.5 with a 4 s report still
+# made it end 3.4% early (closings 2.9-3.6 s, report 2.5 s).
+CLOSING_MARGIN = 1.25
 CLOSING_SHARE = 0.05
 CLOSING_FLOOR_S = 20.0
 CLOSING_CAP_SHARE = 0.25
 # After its last trial the sweep writes its report and closes its parent run (a few seconds, measured by
-# benchmarks/sweep_budget.py); the sweep's reserve holds this too.
-REPORT_S = 4.0
+# benchmarks/sweep_budget.py: 2.5 s); the sweep's reserve holds this too.
+REPORT_S = 3.0
 # The default --trial-timeout: this many times a trial's fair share of the sweep (timeout x workers / trials),
 # so a slow family still finishes a few epochs but no trial can take the whole sweep, and never under the floor.
 TRIAL_SHARE = 3.0
