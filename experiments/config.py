@@ -246,7 +246,10 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optim.gamma": (lambda v: v > 0, "greater than 0"),
     "optim.step_size": (lambda v: v >= 1, "at least 1"),
     "task.val_windows": (lambda v: v >= 1, "at least 1 (1: one validation score over the whole period)"),
-    "task.cycle_len": (lambda v: v == 0 or v >= 2, "0 (off) or a cycle of at least 2 steps (24: daily, hourly rows)"),
+    "task.cycle_len": (
+        lambda v: v == "season" or (isinstance(v, int) and (v == 0 or v >= 2)),
+        "0 (off), a cycle of at least 2 steps (24: daily, hourly rows) or season (the data's)",
+    ),
 }
 
 

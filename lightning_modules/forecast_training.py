@@ -65,7 +65,8 @@ class ForecastTask:
         cycle_len: CycleNet's residual cycle: learn a cycle of this many steps (24 for a daily cycle of hourly
             data) per input channel, subtract it from the (RevIN-normalised) input and add it back to the forecast,
             so the encoder forecasts the residual; each window's phase is its first row's number in the series.
-            0 is off.
+            "season" takes the run's season (task.season, else the dataset's: a day of rows, 24 on ETTh, 96 on the
+            15-minute ETTm files), so one search space fits every sampling rate. 0 is off.
         highway: add LSTNet's highway, a linear map of each target channel's own lookback (after RevIN and the
             cycle), to the network's forecast: a direct path from the input values to the forecast for deep
             encoders whose head reads a pooled summary.
@@ -86,7 +87,7 @@ class ForecastTask:
     huber_delta: float = 1.0
     revin: bool = False
     channel_independent: bool = False
-    cycle_len: int = 0
+    cycle_len: int | Literal["season"] = 0
     highway: bool = False
     stem_dim: int | None = None
     head: TemporalPooling = "flatten"
@@ -250,7 +251,7 @@ class ForecastingModule(pl.LightningModule):
             stem_dim=task.stem_dim,
             head=task.head,
             stem_options=config.get("stem"),
-            cycle_len=task.cycle_len,
+            cycle_len=task.season or spec.season if task.cycle_len == "season" else task.cycle_len,
             highway=task.highway,
         )
         self.loss_fn = {"mse": nn.MSELoss(), "mae": nn.L1Loss(), "huber": nn.HuberLoss(delta=task.huber_delta)}[

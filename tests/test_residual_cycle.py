@@ -3,6 +3,7 @@ step and put back on every forecast step at the window's own phase, for every fo
 without RevIN and channel independence, fed each window's first row by the datasets, and kept through
 predict and reproduce."""
 
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from datamodules import dataset_class
 from datamodules.errors import ConfigError
 from datamodules.specs import ForecastSpec
 from datamodules.timeseries import RowClock
@@ -21,6 +23,7 @@ from experiments.cli import main
 from experiments.config import parse_run_args
 from experiments.train import build_module, seeded_datamodule
 from lightning_modules.forecast_model import Forecaster
+from lightning_modules.forecast_training import ForecastingModule
 from lightning_modules.residual_cycle import ResidualCycle
 from tests.test_forecaster import TINY, series
 
@@ -116,8 +119,16 @@ def test_a_cycle_needs_targets_among_the_inputs_and_the_windows_start() -> None:
 
 @pytest.mark.parametrize("value", [-1, 1])
 def test_a_bad_cycle_len_is_a_config_error_naming_the_key(value: int) -> None:
-    with pytest.raises(ConfigError, match=rf"task.cycle_len={value} is not valid: it must be 0 \(off\) or"):
+    with pytest.raises(ConfigError, match=rf"task.cycle_len={value} is not valid: it must be 0 \(off\), a cycle"):
         parse_run_args(["--data", "ett", "--model", "linear", f"task.cycle_len={value}"])
+
+
+@pytest.mark.parametrize(("name", "day"), [("ett", 24), ("ettm1", 96)])
+def test_cycle_len_season_is_the_datasets_day_of_rows_unless_task_season_says_otherwise(name: str, day: int) -> None:
+    spec = replace(series(7, 96, 96), season=dataset_class(name).season)
+    for words, cycle_len in [([], day), (["task.season=12"], 12)]:
+        config = parse_run_args(["--data", name, "--model", "linear", "task.cycle_len=season", *words])
+        assert ForecastingModule(config, spec).model.cycle.cycle_len == cycle_len
 
 
 def test_the_row_clock_numbers_rows_by_time_and_refuses_times_off_its_grid() -> None:
