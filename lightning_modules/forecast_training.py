@@ -241,6 +241,7 @@ class ForecastingModule(pl.LightningModule):
         self.save_hyperparameters({"config": config, "spec": asdict(spec)}, logger=False)
         task = ForecastTask(**config["task"])
         self.task, self.optim = task, OptimConfig(**config["optim"])
+        season = task.season or spec.season  # the seasonal-naive baseline's, and the residual cycle's with "season"
         model_cfg = {k: v for k, v in config["model"].items() if k != "family"}
         self.model = Forecaster(
             family=config["model"]["family"],
@@ -251,7 +252,7 @@ class ForecastingModule(pl.LightningModule):
             stem_dim=task.stem_dim,
             head=task.head,
             stem_options=config.get("stem"),
-            cycle_len=task.season or spec.season if task.cycle_len == "season" else task.cycle_len,
+            cycle_len=season if task.cycle_len == "season" else task.cycle_len,
             highway=task.highway,
         )
         self.loss_fn = {"mse": nn.MSELoss(), "mae": nn.L1Loss(), "huber": nn.HuberLoss(delta=task.huber_delta)}[
@@ -263,7 +264,7 @@ class ForecastingModule(pl.LightningModule):
         self.val_position = (0, 0)  # (index of the next validation window this process scores, windows in all)
         # Runs logged before the spec carried the target scaler score in scaled units only.
         self.units = TargetUnits(spec) if spec.target_mean is not None else None
-        self.baselines = naive_forecasts(spec, task.season or spec.season)
+        self.baselines = naive_forecasts(spec, season)
         self.scores = nn.ModuleDict(
             {name: ForecastScores(spec, self.units is not None) for name in (MODEL, *self.baselines)}
         )
